@@ -1,0 +1,108 @@
+"""Wires the pieces together and runs the poll loop until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from exporter.config import Settings
+from exporter.letta import LettaClient
+from exporter.metrics import ExporterMetrics
+from exporter.server import MetricsServer, PollStatus
+from exporter.state import StateStore
+from exporter.tracker import Tracker, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+
+def tracker_settings(settings: Settings) -> TrackerSettings:
+    return TrackerSettings(
+        page_size=settings.page_size,
+        stuck_after=settings.stuck_after,
+        expire_after=settings.expire_after,
+        backfill=settings.backfill,
+        max_catchup=settings.max_catchup,
+        step_timings=settings.step_timings,
+        concurrency=settings.concurrency,
+        first_recheck=settings.poll_interval,
+    )
+
+
+def make_client(
+    settings: Settings, metrics: ExporterMetrics, transport: httpx.AsyncBaseTransport | None = None
+) -> LettaClient:
+    return LettaClient(
+        settings.letta_url,
+        metrics,
+        api_key=settings.letta_api_key,
+        project=settings.letta_project,
+        timeout=settings.request_timeout,
+        max_backoff=min(30.0, settings.poll_interval),
+        transport=transport,
+    )
+
+
+async def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve and poll until SIGTERM/SIGINT; state is committed before returning."""
+    if settings.reset_state and settings.state_path != ":memory:":
+        for suffix in ("", "-wal", "-shm"):
+            Path(settings.state_path + suffix).unlink(missing_ok=True)
+    store = StateStore(settings.state_path)
+    metrics = ExporterMetrics()
+    client = make_client(settings, metrics)
+    tracker = Tracker(client, store, metrics, tracker_settings(settings))
+    status = PollStatus(poll_interval=settings.poll_interval)
+    host, port = settings.listen_host_port
+    server = MetricsServer(metrics.registry, status, settings.letta_url, host, port)
+    server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "letta-exporter started",
+        extra={
+            "letta_url": settings.letta_url,
+            "listen": f"{host}:{server.port}",
+            "state": settings.state_path,
+        },
+    )
+    if on_ready is not None:
+        on_ready(server.port)
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            poll = asyncio.create_task(tracker.poll())
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({poll, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not poll.done():
+                poll.cancel()  # the tracker commits what it finished before the cancellation
+            waiter.cancel()
+            try:
+                ok = await poll
+            except asyncio.CancelledError:
+                break
+            except Exception:
+                log.exception("poll crashed; continuing with the next one")
+                ok = False
+            status.polls += 1
+            if ok:
+                status.last_success, status.last_error = time.time(), None
+            else:
+                status.last_error = tracker.last_error or "poll failed"
+            remaining = settings.poll_interval - (time.monotonic() - started)
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), remaining)
+    finally:
+        server.close()
+        await client.aclose()
+        store.close()
+        log.info("letta-exporter stopped", extra={"polls": status.polls})

@@ -1,0 +1,252 @@
+"""Settings: one table of every option, read from flags, `LETTA_EXPORTER_*` variables and YAML.
+
+Precedence is flag > environment > `--config` file > default. Each option is declared once in
+`OPTIONS`; the CLI flags, the environment names, the YAML keys and the README table derive from it.
+Invalid values fail at start-up with a `ConfigError` naming the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+ENV_PREFIX = "LETTA_EXPORTER_"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and is safe to print (no secret values)."""
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """`500ms`, `15s`, `5m`, `24h`, `1h30m`, or plain seconds; returns seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 15s, 5m, 24h)") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds < 0:
+        raise ValueError(f"{text!r} is negative")
+    return seconds
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    return text.strip().rstrip("/")
+
+
+def _listen(text: str) -> str:
+    _host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return text.strip()
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.strip().lower() not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text.strip().lower()
+
+    return parse
+
+
+def _positive(parse: Callable[[str], float]) -> Callable[[str], float]:
+    def checked(text: str) -> float:
+        value = parse(text)
+        if value <= 0:
+            raise ValueError(f"{text!r} must be greater than zero")
+        return value
+
+    return checked
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be a whole number greater than zero")
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute and YAML key; the flag is --name-with-dashes
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+    secret: bool = False
+    env_fallback: str | None = None  # a standard variable honoured after LETTA_EXPORTER_<NAME>
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("letta_url", _url, "http://localhost:8283", "Letta server base URL", env_fallback="LETTA_BASE_URL"),
+    Option(
+        "letta_api_key",
+        _text,
+        None,
+        "bearer token (server password or Letta Cloud key)",
+        secret=True,
+        env_fallback="LETTA_API_KEY",
+    ),
+    Option("letta_project", _text, None, "Letta Cloud project slug, sent as X-Project"),
+    Option("listen_address", _listen, "0.0.0.0:9813", "where /metrics is served (HOST:PORT)"),
+    Option("poll_interval", _positive(parse_duration), "15s", "time between polls"),
+    Option("state_path", _text, "letta-exporter-state.db", "SQLite state file; :memory: for none"),
+    Option("reset_state", parse_bool, "false", "discard an unreadable or unwanted state file at start-up"),
+    Option("backfill", parse_duration, "0s", "at first start, also count runs created within this window"),
+    Option("stuck_after", _positive(parse_duration), "15m", "an active run older than this is stuck"),
+    Option("expire_after", _positive(parse_duration), "24h", "an active run older than this is expired"),
+    Option("max_catchup", _positive(parse_duration), "24h", "after a restart, read back at most this far"),
+    Option("step_timings", parse_bool, "true", "fetch /v1/steps/{id}/metrics (one request per step)"),
+    Option("request_timeout", _positive(parse_duration), "10s", "timeout of one request to Letta"),
+    Option("concurrency", _positive_int, "4", "finished runs whose details are fetched at once"),
+    Option("page_size", _positive_int, "100", "runs per list request (Letta allows 1..1000)"),
+    Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
+    Option("log_format", _choice("auto", "json", "text"), "auto", "auto = JSON when stderr is not a TTY"),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    letta_url: str
+    letta_api_key: str | None
+    letta_project: str | None
+    listen_address: str
+    poll_interval: float
+    state_path: str
+    reset_state: bool
+    backfill: float
+    stuck_after: float
+    expire_after: float
+    max_catchup: float
+    step_timings: bool
+    request_timeout: float
+    concurrency: int
+    page_size: int
+    log_level: str
+    log_format: str
+
+    def __repr__(self) -> str:
+        """Never show secrets, even in a debugger or a traceback."""
+        shown = {
+            f.name: ("<hidden>" if _BY_NAME[f.name].secret and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+        return f"Settings({shown})"
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen_address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags default to None so that an absent flag falls through to env, file and default."""
+    parser.add_argument("--config", metavar="FILE", help="YAML file with any of the settings below")
+    for option in OPTIONS:
+        if option.parse is parse_bool:
+            parser.add_argument(option.flag, dest=option.name, action=argparse.BooleanOptionalAction)
+            continue
+        shown = "(hidden)" if option.secret else option.default
+        parser.add_argument(
+            option.flag, dest=option.name, metavar="VALUE", help=f"{option.help} [{option.env}; {shown}]"
+        )
+
+
+def _from_file(path: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of setting: value")
+    unknown = sorted(str(key) for key in loaded if str(key).replace("-", "_") not in _BY_NAME)
+    if unknown:
+        raise ConfigError(f"--config: {path} has unknown settings: {', '.join(unknown)}")
+    return {str(key).replace("-", "_"): value for key, value in loaded.items()}
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every option; raise ConfigError naming the first bad one."""
+    environ = os.environ if environ is None else environ
+    flags = vars(args) if args is not None else {}
+    config_path = flags.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    file_values = _from_file(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        candidates: Sequence[tuple[str, object]] = (
+            (option.flag, flags.get(option.name)),
+            (option.env, environ.get(option.env)),
+            (option.env_fallback or "", environ.get(option.env_fallback) if option.env_fallback else None),
+            (f"{config_path}: {option.name}", file_values.get(option.name)),
+            ("default", option.default),
+        )
+        source, raw = next(((s, v) for s, v in candidates if v is not None), ("default", None))
+        if raw is None:
+            values[option.name] = None
+            continue
+        text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        try:
+            values[option.name] = option.parse(text)
+        except ValueError as exc:
+            detail = "invalid value" if option.secret else str(exc)
+            raise ConfigError(f"{option.flag} (from {source}): {detail}") from None
+    settings = Settings(**values)
+    if settings.expire_after <= settings.stuck_after:
+        raise ConfigError("--expire-after must be longer than --stuck-after")
+    if settings.page_size > 1000:
+        raise ConfigError("--page-size: Letta accepts at most 1000")
+    return settings
+
+
+def reference_table() -> str:
+    """The README's configuration table, generated so docs and code cannot drift."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        env = f"`{option.env}`" + (f", `{option.env_fallback}`" if option.env_fallback else "")
+        default = "—" if option.default is None else f"`{option.default}`"
+        flag = f"`{option.flag}`" + (f" / `--no-{option.flag[2:]}`" if option.parse is parse_bool else "")
+        rows.append(f"| {flag} | {env} | {default} | {option.help} |")
+    return "\n".join(rows)

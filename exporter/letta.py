@@ -1,0 +1,240 @@
+"""Async client for the Letta REST API: auth, retries, per-request telemetry and safe paging.
+
+Only the endpoints the exporter needs are wrapped. Responses come back as raw JSON (lists of
+dicts); turning them into `model` objects is the caller's job so that one bad record never costs
+the rest of a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Protocol
+
+import httpx
+
+from exporter import __version__
+from exporter.model import parse_timestamp
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class Observer(Protocol):
+    """Where the client reports what it sees; implemented by `metrics.ExporterMetrics`."""
+
+    def api_request(self, endpoint: str, code: str, seconds: float) -> None: ...
+
+    def problem(self, kind: str, context: str) -> None: ...
+
+
+class LettaError(Exception):
+    """A request failed for good (after retries). `kind` is a bounded label value."""
+
+    def __init__(self, endpoint: str, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{endpoint}: {detail}")
+        self.endpoint = endpoint
+        self.kind = kind
+        self.status = status
+
+
+class LettaClient:
+    def __init__(
+        self,
+        base_url: str,
+        observer: Observer,
+        *,
+        api_key: str | None = None,
+        project: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        headers = {"User-Agent": f"letta-exporter/{__version__}", "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        if project:
+            headers["X-Project"] = project
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        self._observer = observer
+        self._retries = retries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._jitter = jitter
+        # Which cursor parameter pages to older runs on this server (0.14+: before; 0.12-0.13: after).
+        self._older_cursor: str | None = None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET `path` and decode JSON. `endpoint` is the route template used as a metric label."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self._http.get(path, params=params)
+            except httpx.TimeoutException as exc:
+                self._observer.api_request(endpoint, "timeout", time.perf_counter() - started)
+                failure = LettaError(endpoint, "timeout", f"timed out ({type(exc).__name__})")
+                delay = self._delay(attempt, None)
+            except httpx.TransportError as exc:
+                self._observer.api_request(endpoint, "error", time.perf_counter() - started)
+                failure = LettaError(endpoint, "connection", f"{type(exc).__name__}: {exc}")
+                delay = self._delay(attempt, None)
+            else:
+                self._observer.api_request(endpoint, str(response.status_code), time.perf_counter() - started)
+                if response.is_success:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise LettaError(
+                            endpoint, "malformed_json", "response is not valid JSON", response.status_code
+                        ) from None
+                failure = LettaError(
+                    endpoint, f"http_{response.status_code}", _describe(response), response.status_code
+                )
+                if response.status_code not in RETRY_STATUSES:
+                    raise failure
+                delay = self._delay(attempt, response.headers.get("Retry-After"))
+            if attempt >= self._retries or delay is None:
+                raise failure
+            attempt += 1
+            await self._sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float | None:
+        """Exponential backoff with jitter; a longer Retry-After wins. None: a Retry-After beyond
+        `max_backoff` is honoured by giving up on this request rather than retrying early."""
+        backoff = min(self._max_backoff, self._backoff * 2.0**attempt) * (0.5 + self._jitter() / 2)
+        hinted = _retry_after_seconds(retry_after)
+        if hinted is None:
+            return backoff
+        return max(backoff, hinted) if hinted <= self._max_backoff else None
+
+    async def get_list(self, endpoint: str, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        body = await self.get(endpoint, path, params)
+        if not isinstance(body, list):
+            raise LettaError(endpoint, "not_a_list", f"expected a JSON array, got {type(body).__name__}")
+        return body
+
+    async def health(self) -> dict[str, Any]:
+        body = await self.get("/v1/health/", "/v1/health/")
+        return body if isinstance(body, dict) else {}
+
+    async def runs_newest_first(self, page_size: int, **filters: Any) -> AsyncGenerator[dict[str, Any], None]:
+        """Every run matching `filters`, newest first, each at most once; stop iterating when done.
+
+        Letta's run cursors mean opposite things on different versions and an unknown cursor
+        silently returns the first page again, so the direction is learned from `created_at`
+        and a page that brings nothing new ends the crawl (reported as `cursor_not_advancing`).
+        """
+        params: dict[str, Any] = {"order": "desc", "limit": page_size, **filters}
+        page = await self.get_list("/v1/runs/", "/v1/runs/", params)
+        seen: set[str] = set()
+        while True:
+            fresh = [item for item in page if isinstance(item, dict) and _id(item) not in seen]
+            for item in fresh:
+                seen.add(_id(item))
+                yield item
+            if len(page) < page_size:
+                return
+            if not fresh:
+                self._observer.problem("cursor_not_advancing", f"GET /v1/runs/ {filters or ''}")
+                return
+            older = await self._older_page(params, fresh[-1], seen)
+            if older is None:
+                self._observer.problem("cursor_not_advancing", f"GET /v1/runs/ {filters or ''}")
+                return
+            page = older
+
+    async def _older_page(self, params: dict[str, Any], last: dict[str, Any], seen: set[str]) -> list[Any] | None:
+        last_created = _created(last)
+        candidates = [self._older_cursor] if self._older_cursor else ["before", "after"]
+        for cursor in candidates:
+            assert cursor is not None
+            page = await self.get_list("/v1/runs/", "/v1/runs/", {**params, cursor: _id(last)})
+            items = [item for item in page if isinstance(item, dict)]
+            if not items:
+                if self._older_cursor or cursor == "after":
+                    return []
+                continue  # an empty page says nothing about direction; try the other cursor
+            created = [c for c in (_created(item) for item in items) if c is not None]
+            older = bool(created) and last_created is not None and max(created) <= last_created
+            if older and any(_id(item) not in seen for item in items):
+                self._older_cursor = cursor
+                return page
+        return None
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        return await self._object("/v1/runs/{run_id}", f"/v1/runs/{run_id}")
+
+    async def run_metrics(self, run_id: str) -> dict[str, Any]:
+        return await self._object("/v1/runs/{run_id}/metrics", f"/v1/runs/{run_id}/metrics")
+
+    async def step_metrics(self, step_id: str) -> dict[str, Any]:
+        return await self._object("/v1/steps/{step_id}/metrics", f"/v1/steps/{step_id}/metrics")
+
+    async def run_steps(self, run_id: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """All steps of a run in execution order. Step cursors keep their documented meaning."""
+        endpoint = "/v1/runs/{run_id}/steps"
+        steps: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        params: dict[str, Any] = {"order": "asc", "limit": page_size}
+        while True:
+            page = [s for s in await self.get_list(endpoint, f"/v1/runs/{run_id}/steps", params) if isinstance(s, dict)]
+            fresh = [s for s in page if _id(s) not in seen]
+            seen.update(_id(s) for s in fresh)
+            steps.extend(fresh)
+            if len(page) < page_size or not fresh:
+                return steps
+            params = {**params, "after": _id(fresh[-1])}
+
+    async def _object(self, endpoint: str, path: str) -> dict[str, Any]:
+        body = await self.get(endpoint, path)
+        if not isinstance(body, dict):
+            raise LettaError(endpoint, "not_an_object", f"expected a JSON object, got {type(body).__name__}")
+        return body
+
+
+def _id(item: dict[str, Any]) -> str:
+    return str(item.get("id"))
+
+
+def _created(item: dict[str, Any]) -> float | None:
+    try:
+        created = parse_timestamp(item.get("created_at"))
+    except ValueError:
+        return None
+    return created.timestamp() if created else None
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _describe(response: httpx.Response) -> str:
+    """Status plus Letta's `detail`, trimmed: enough context for a log line, never a request header."""
+    try:
+        body = response.json()
+        detail = body.get("detail") if isinstance(body, dict) else None
+    except ValueError:
+        detail = None
+    text = str(detail if detail is not None else response.text)[:200]
+    return f"HTTP {response.status_code}: {text}"

@@ -1,0 +1,112 @@
+"""HTTP endpoints: `/` landing page, `/metrics`, `/healthz`, `/readyz`.
+
+Served from threads of their own so that a slow poll never delays a scrape; the poller and the
+server share only the thread-safe registry and a `PollStatus`.
+"""
+
+from __future__ import annotations
+
+import html
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporter import __version__
+
+StartResponse = Callable[..., Any]
+
+
+@dataclass
+class PollStatus:
+    """What the poll loop last achieved; written by the poller, read by the server."""
+
+    poll_interval: float
+    last_success: float | None = None  # wall clock
+    last_error: str | None = None
+    polls: int = 0
+
+    def ready(self, now: float) -> bool:
+        """Ready once a poll succeeded within the last three intervals (at least 30 s)."""
+        return self.last_success is not None and now - self.last_success <= max(3 * self.poll_interval, 30.0)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access logs would drown the exporter's own logs; Prometheus has scrape metrics."""
+
+
+class MetricsServer:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status: PollStatus,
+        letta_url: str,
+        host: str,
+        port: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metrics_app = make_wsgi_app(registry)
+        self._status = status
+        self._letta_url = letta_url
+        self._clock = clock
+        server_class = _V6Server if ":" in host else _Server
+        self._httpd = make_server(host, port, self._app, server_class=server_class, handler_class=_QuietHandler)
+        self.port = self._httpd.server_port
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if self._status.ready(self._clock()):
+                return _text(start_response, "200 OK", "ready\n")
+            reason = self._status.last_error or "no successful poll yet"
+            return _text(start_response, "503 Service Unavailable", f"not ready: {reason}\n")
+        if path == "/":
+            return _text(start_response, "200 OK", self._landing(), "text/html; charset=utf-8")
+        return _text(start_response, "404 Not Found", "not found\n")
+
+    def _landing(self) -> str:
+        status = self._status
+        ago = None if status.last_success is None else self._clock() - status.last_success
+        last = "never" if ago is None else f"{ago:.1f} s ago"
+        error = html.escape(status.last_error) if status.last_error else "none"
+        return (
+            "<!doctype html><html><head><title>letta-exporter</title></head><body>"
+            f"<h1>letta-exporter {html.escape(__version__)}</h1>"
+            f"<p>Letta: {html.escape(self._letta_url)}<br>polls: {status.polls}<br>"
+            f"last successful poll: {last}<br>last error: {error}</p>"
+            '<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>'
+            '<li><a href="/readyz">/readyz</a></li></ul></body></html>\n'
+        )
+
+
+def _text(start_response: StartResponse, status: str, body: str, content_type: str = "text/plain") -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]

@@ -1,0 +1,150 @@
+"""SQLite state: what makes counting exactly-once survive a restart or a `kill -9`.
+
+Everything a poll decides — new runs seen, runs counted, the cumulative metric values that
+counting produced, the listing watermark — is written in one transaction at the end of the poll.
+A crash before the commit loses the whole poll, which the next process simply redoes; a crash
+after it loses nothing. The store stays bounded: `runs` holds tracked (active) runs plus the
+recently finished ones still needed for de-duplication and status re-checks.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    counted_status TEXT,
+    recheck_at REAL,
+    recheck_interval REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS series (
+    metric TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (metric, labels)
+);
+"""
+
+
+class StateError(RuntimeError):
+    """The state file cannot be used; the message says which file and what to do."""
+
+
+@dataclass
+class RunRecord:
+    """A run the exporter knows about.
+
+    phase: `active` (tracked, not yet counted), `done` (counted, or seen finished before counting
+    started; kept for de-duplication and re-checks), `expired` (counted as expired while Letta
+    still lists it as active).
+    """
+
+    id: str
+    created_at: float
+    status: str
+    phase: str
+    counted_status: str | None = None
+    recheck_at: float | None = None
+    recheck_interval: float | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Snapshot:
+    watermark: float | None
+    runs: dict[str, RunRecord]
+    series: list[tuple[str, tuple[str, ...], object]]
+
+
+class StateStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            self._db.executescript(_SCHEMA)
+            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {path} is unreadable or corrupt ({exc}); move it away or pass --reset-state "
+                "to start fresh (runs finished while the exporter was down are then not counted)"
+            ) from None
+        if version is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        elif version[0] != SCHEMA_VERSION:
+            raise StateError(f"state file {path} has schema version {version[0]}, expected {SCHEMA_VERSION}")
+
+    def load(self) -> Snapshot:
+        row = self._db.execute("SELECT value FROM meta WHERE key='watermark'").fetchone()
+        runs = {
+            r[0]: RunRecord(*r)
+            for r in self._db.execute(
+                "SELECT id, created_at, status, phase, counted_status, recheck_at, recheck_interval, attempts FROM runs"
+            )
+        }
+        series = [
+            (metric, tuple(json.loads(labels)), json.loads(value))
+            for metric, labels, value in self._db.execute("SELECT metric, labels, value FROM series")
+        ]
+        return Snapshot(float(row[0]) if row else None, runs, series)
+
+    def commit(
+        self,
+        *,
+        watermark: float | None,
+        upserts: Iterable[RunRecord],
+        deletes: Iterable[str],
+        series: Iterable[tuple[str, tuple[str, ...], object]],
+    ) -> None:
+        """Write one poll's outcome atomically."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if watermark is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (repr(watermark),))
+            db.executemany(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.id,
+                        r.created_at,
+                        r.status,
+                        r.phase,
+                        r.counted_status,
+                        r.recheck_at,
+                        r.recheck_interval,
+                        r.attempts,
+                    )
+                    for r in upserts
+                ],
+            )
+            db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in deletes])
+            db.executemany(
+                "INSERT OR REPLACE INTO series VALUES (?, ?, ?)",
+                [(m, json.dumps(list(labels)), json.dumps(v)) for m, labels, v in series],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()

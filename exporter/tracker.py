@@ -1,0 +1,413 @@
+"""The poll loop's brain: which runs are new, which are active, which finished — each counted once.
+
+Letta lists runs only by creation time, and they change state afterwards. Each poll therefore:
+1. pages **new** runs newest-first down to the watermark (minus a short visibility window, since
+   rows can become visible slightly out of order), skipping ids it already knows;
+2. lists the **active** runs once (only when it tracks any) and GETs each tracked run that left
+   that set, to learn how it ended;
+3. re-checks recently cancelled runs a few times, because Letta can overwrite `cancelled` with
+   `completed` (counted in `letta_run_terminal_status_changes_total`, never recounted);
+4. counts runs active for longer than `expire_after` once as `expired`;
+5. commits everything it decided in one state-store transaction.
+Requests per poll thus depend on the rate of new and finishing runs, never on history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from exporter.letta import LettaClient, LettaError
+from exporter.metrics import ExporterMetrics
+from exporter.model import (
+    TERMINAL_STATUSES,
+    FinishedRun,
+    Run,
+    RunMetrics,
+    Step,
+    StepMetrics,
+    parse_timestamp,
+)
+from exporter.state import RunRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_WINDOW = 30.0  # seconds of already-listed history re-read each poll
+RECHECK_STATUSES = frozenset({"cancelled"})  # the terminal status Letta is known to overwrite
+_REPORTED_KEYS = 10_000
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    page_size: int = 100
+    stuck_after: float = 900.0
+    expire_after: float = 86400.0
+    backfill: float = 0.0
+    max_catchup: float = 86400.0
+    step_timings: bool = True
+    concurrency: int = 4
+    recheck_window: float = 300.0
+    first_recheck: float = 15.0
+    detail_attempts: int = 3
+
+
+class Tracker:
+    def __init__(
+        self,
+        client: LettaClient,
+        store: StateStore,
+        metrics: ExporterMetrics,
+        settings: TrackerSettings = TrackerSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(settings.concurrency)
+        snapshot = store.load()
+        self._watermark = snapshot.watermark
+        self._runs = snapshot.runs
+        metrics.ledger.restore(snapshot.series)
+        self._changed: set[str] = set()
+        self._deleted: set[str] = set()
+        self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.last_error: str | None = None
+        self._publish_gauges()
+
+    @property
+    def runs(self) -> Mapping[str, RunRecord]:
+        return self._runs
+
+    async def poll(self) -> bool:
+        """One poll; True when Letta was reached and understood. Never raises for Letta's faults."""
+        started = time.perf_counter()
+        try:
+            if self._watermark is None:
+                await self._bootstrap()
+            else:
+                await self._discover()
+            await self._follow_active()
+            await self._recheck()
+            self._expire()
+        except LettaError as exc:
+            self._metrics.up.set(0)
+            if exc.kind in ("malformed_json", "not_a_list", "not_an_object"):
+                self._metrics.problem(exc.kind, str(exc))
+            if str(exc) != self.last_error:
+                log.error("poll failed", extra={"error": str(exc), "endpoint": exc.endpoint})
+            self.last_error = str(exc)
+            return False
+        finally:
+            self._prune()
+            self._commit()
+            self._publish_gauges()
+            self._metrics.poll_duration.set(time.perf_counter() - started)
+        self._metrics.up.set(1)
+        self._metrics.last_success.set(self._clock())
+        if self.last_error is not None:
+            log.info("poll succeeded again")
+        self.last_error = None
+        log.debug("poll done", extra={"tracked": len(self._runs), "seconds": time.perf_counter() - started})
+        return True
+
+    # -- the five steps ---------------------------------------------------------------------------
+
+    async def _bootstrap(self) -> None:
+        """First start: remember what exists without counting it, except inside --backfill."""
+        backfill_floor = self._clock() - self._settings.backfill if self._settings.backfill > 0 else None
+        newest: float | None = None
+        new: list[Run] = []
+        async with self._crawl() as runs:
+            async for raw in runs:
+                created = _created(raw)
+                if created is None:
+                    self._parse(Run, raw, "invalid_run")
+                    continue
+                newest = created if newest is None else newest
+                if created < newest - VISIBILITY_WINDOW and (backfill_floor is None or created < backfill_floor):
+                    break
+                run = self._parse(Run, raw, "invalid_run")
+                if run is None:
+                    continue
+                if backfill_floor is not None and created >= backfill_floor:
+                    new.append(run)
+                else:
+                    self._remember(run)
+        async with self._crawl(active=True) as runs:
+            async for raw in runs:
+                if str(raw.get("id")) not in self._runs and all(r.id != raw.get("id") for r in new):
+                    run = self._parse(Run, raw, "invalid_run")
+                    if run is not None:
+                        self._remember(run)
+        await self._take_new(new)
+        self._watermark = newest if newest is not None else 0.0
+        log.info(
+            "started tracking",
+            extra={
+                "active_runs": sum(r.phase == "active" for r in self._runs.values()),
+                "backfilled": len(new),
+            },
+        )
+
+    async def _discover(self) -> None:
+        assert self._watermark is not None
+        floor = self._watermark - VISIBILITY_WINDOW
+        newest: float | None = None
+        new: list[Run] = []
+        async with self._crawl() as runs:
+            async for raw in runs:
+                created = _created(raw)
+                if created is None:
+                    self._parse(Run, raw, "invalid_run")
+                    continue
+                newest = created if newest is None else newest
+                if created < floor or created < newest - self._settings.max_catchup:
+                    break
+                if str(raw.get("id")) in self._runs:
+                    continue
+                run = self._parse(Run, raw, "invalid_run")
+                if run is not None:
+                    new.append(run)
+        await self._take_new(new)
+        if newest is not None:
+            self._watermark = max(self._watermark, newest)
+
+    async def _follow_active(self) -> None:
+        followed = [r for r in self._runs.values() if r.phase in ("active", "expired")]
+        if not followed:
+            return
+        listed: dict[str, Run] = {}
+        async with self._crawl(active=True) as runs:
+            async for raw in runs:
+                run = self._parse(Run, raw, "invalid_run")
+                if run is not None:
+                    listed[run.id] = run
+        finished: list[Run] = []
+        untracked: list[Run] = []
+        for run in listed.values():
+            record = self._runs.get(run.id)
+            if record is None:
+                untracked.append(run)
+            elif record.phase == "active" and run.terminal:
+                finished.append(run)  # Letta's lagging status: already terminal by its stop reason
+            elif record.phase == "active" and record.status != run.status:
+                record.status = run.status
+                self._changed.add(run.id)
+        await self._take_new(untracked)
+        gone = [r for r in followed if r.id not in listed or r.status in TERMINAL_STATUSES]
+        fetched = await asyncio.gather(*(self._fetch_run(r.id) for r in gone))
+        for record, run in zip(gone, fetched, strict=True):
+            if run is None:
+                continue
+            if record.phase == "expired":
+                if run.terminal:
+                    self._status_changed(record, "expired", run.status)
+                    self._forget(record.id)
+            elif run.terminal:
+                finished.append(run)
+        await self._finish(finished)
+
+    async def _recheck(self) -> None:
+        now = self._clock()
+        due = [r for r in self._runs.values() if r.recheck_at is not None and r.recheck_at <= now]
+        fetched = await asyncio.gather(*(self._fetch_run(r.id) for r in due))
+        for record, run in zip(due, fetched, strict=True):
+            if run is None:
+                continue
+            if run.terminal and run.status != record.counted_status:
+                self._status_changed(record, record.counted_status or "none", run.status)
+            interval = (record.recheck_interval or self._settings.first_recheck) * 2
+            keep = interval <= self._settings.recheck_window and record.counted_status in RECHECK_STATUSES
+            record.recheck_at, record.recheck_interval = (now + interval, interval) if keep else (None, None)
+            self._changed.add(record.id)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for record in list(self._runs.values()):
+            age = now - record.created_at
+            if record.phase != "active" or record.status in TERMINAL_STATUSES or age <= self._settings.expire_after:
+                continue
+            created = datetime.fromtimestamp(record.created_at, UTC)
+            run = Run.model_validate({"id": record.id, "status": record.status, "created_at": created})
+            self._metrics.ledger.record(FinishedRun(run=run, status="expired"))
+            record.phase, record.counted_status = "expired", "expired"
+            self._changed.add(record.id)
+            log.warning("run expired", extra={"run_id": record.id, "age_seconds": age})
+
+    # -- counting ---------------------------------------------------------------------------------
+
+    async def _take_new(self, runs: list[Run]) -> None:
+        """Runs seen for the first time: count them as created, then finish or track them."""
+        for run in runs:
+            self._metrics.ledger.inc("letta_runs_created", ())
+            self._remember(run, phase="active")
+        await self._finish([run for run in runs if run.terminal])
+
+    async def _finish(self, runs: list[Run]) -> None:
+        results = await asyncio.gather(*(self._details(run) for run in runs), return_exceptions=True)
+        for run, result in zip(runs, results, strict=True):
+            record = self._runs[run.id]
+            if isinstance(result, FinishedRun):
+                self._metrics.ledger.record(result)
+                record.phase, record.status, record.counted_status = "done", run.status, run.status
+                if run.status in RECHECK_STATUSES:
+                    record.recheck_at = self._clock() + self._settings.first_recheck
+                    record.recheck_interval = self._settings.first_recheck
+                log.debug("run finished", extra={"run_id": run.id, "status": run.status})
+            elif isinstance(result, LettaError):
+                record.status = run.status  # terminal: retried next poll via _follow_active
+                record.attempts += 1
+                log.warning(
+                    "run details unavailable, will retry",
+                    extra={"run_id": run.id, "error": str(result), "attempt": record.attempts},
+                )
+            else:
+                raise result
+            self._changed.add(run.id)
+
+    async def _details(self, run: Run) -> FinishedRun:
+        """Steps and timings of a finished run; after `detail_attempts` failures, count what we have."""
+        record = self._runs[run.id]
+        last_try = record.attempts + 1 >= self._settings.detail_attempts
+        async with self._semaphore:
+            raw_steps = await self._optional(self._client.run_steps(run.id), last_try, [])
+            steps = tuple(s for s in (self._parse(Step, raw, "invalid_step") for raw in raw_steps) if s)
+            run_metrics = None
+            if run.total_duration_ns is None:
+                raw = await self._optional(self._client.run_metrics(run.id), last_try, None)
+                run_metrics = self._parse(RunMetrics, raw, "invalid_metrics") if raw is not None else None
+            timings: dict[str, StepMetrics] = {}
+            if self._settings.step_timings:
+                for step in steps:
+                    if step.status == "pending":
+                        continue  # never finished (cancelled stream): Letta writes no metrics for it
+                    raw = await self._optional(self._client.step_metrics(step.id), last_try, None)
+                    parsed = self._parse(StepMetrics, raw, "invalid_metrics") if raw is not None else None
+                    if parsed is not None:
+                        timings[step.id] = parsed
+        return FinishedRun(run=run, status=run.status, steps=steps, step_metrics=timings, run_metrics=run_metrics)
+
+    async def _optional(self, request: Any, last_try: bool, default: Any) -> Any:
+        """404 means "not there" (deleted run, step without metrics); other failures retry later."""
+        try:
+            return await request
+        except LettaError as exc:
+            if exc.status == 404 or last_try:
+                return default
+            raise
+
+    def _status_changed(self, record: RunRecord, before: str, after: str) -> None:
+        self._metrics.ledger.inc("letta_run_terminal_status_changes", (before, after))
+        log.info("terminal status changed", extra={"run_id": record.id, "from": before, "to": after})
+        record.counted_status = after
+        self._changed.add(record.id)
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _remember(self, run: Run, phase: str | None = None) -> None:
+        """Know a run without counting it (`done` if already finished, else tracked as `active`)."""
+        phase = phase or ("done" if run.terminal else "active")
+        self._runs[run.id] = RunRecord(run.id, run.created_at.timestamp(), run.status, phase)
+        self._deleted.discard(run.id)
+        self._changed.add(run.id)
+
+    def _forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+        self._changed.discard(run_id)
+        self._deleted.add(run_id)
+
+    def _prune(self) -> None:
+        """Finished runs are only needed while they can still show up in the overlap or a re-check."""
+        if self._watermark is None:
+            return
+        floor = self._watermark - 2 * VISIBILITY_WINDOW
+        for record in list(self._runs.values()):
+            if record.phase == "done" and record.recheck_at is None and record.created_at < floor:
+                self._forget(record.id)
+
+    def _commit(self) -> None:
+        self._store.commit(
+            watermark=self._watermark,
+            upserts=[self._runs[i] for i in self._changed if i in self._runs],
+            deletes=list(self._deleted),
+            series=self._metrics.ledger.take_dirty(),
+        )
+        self._changed.clear()
+        self._deleted.clear()
+
+    def _publish_gauges(self) -> None:
+        now = self._clock()
+        by_status: dict[str, int] = {}
+        stuck: dict[str, int] = {}
+        oldest: float | None = None
+        for record in self._runs.values():
+            if record.phase != "active" or record.status in TERMINAL_STATUSES:
+                continue
+            by_status[record.status] = by_status.get(record.status, 0) + 1
+            if now - record.created_at > self._settings.stuck_after:
+                stuck[record.status] = stuck.get(record.status, 0) + 1
+            oldest = record.created_at if oldest is None else min(oldest, record.created_at)
+        self._metrics.set_active(by_status, stuck, oldest, len(self._runs))
+
+    async def _fetch_run(self, run_id: str) -> Run | None:
+        """GET one run; None when it is gone (deleted: forgotten) or unreadable (retried next poll)."""
+        try:
+            raw = await self._client.run(run_id)
+        except LettaError as exc:
+            if exc.status != 404:
+                raise
+            self._report("run_not_found", run_id, "run disappeared (deleted?) before it was counted")
+            self._forget(run_id)
+            return None
+        return self._parse(Run, raw, "invalid_run")
+
+    @contextlib.asynccontextmanager
+    async def _crawl(self, **filters: Any) -> AsyncIterator[AsyncGenerator[dict[str, Any], None]]:
+        """The client's newest-first iterator, closed properly when the caller stops early."""
+        async with contextlib.aclosing(self._client.runs_newest_first(self._settings.page_size, **filters)) as it:
+            yield it
+
+    def _parse(self, model: type[M], raw: Any, kind: str) -> M | None:
+        problems: list[str] = []
+        key = str(raw.get("id")) if isinstance(raw, dict) else repr(raw)[:80]
+        try:
+            parsed = model.model_validate(raw, context={"problems": problems})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            self._report(kind, key, f"{'.'.join(map(str, first['loc'])) or 'record'}: {first['msg']}")
+            return None
+        for problem in problems:
+            self._report(problem, key, f"{model.__name__} {key}")
+        return parsed
+
+    def _report(self, kind: str, key: str, context: str) -> None:
+        """Count a problem once per record, however often the record is read again."""
+        if (kind, key) in self._reported:
+            return
+        self._reported[(kind, key)] = None
+        if len(self._reported) > _REPORTED_KEYS:
+            self._reported.popitem(last=False)
+        self._metrics.problem(kind, f"{key}: {context}")
+
+
+def _created(raw: Any) -> float | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        created = parse_timestamp(raw.get("created_at"))
+    except ValueError:
+        return None
+    return created.timestamp() if created else None

@@ -79,10 +79,13 @@ def _count(value: object) -> int | None:
     """Token and duration fields: tolerate null, floats and numeric strings; reject negatives."""
     if value is None or isinstance(value, bool):
         return None
-    try:
-        number = int(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+    if isinstance(value, int):
+        number = value  # epoch nanoseconds exceed a float's precision: never round-trip through one
+    else:
+        try:
+            number = int(float(value))  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            return None
     return number if number >= 0 else None
 
 

@@ -363,14 +363,18 @@ class Tracker:
         self._metrics.set_active(by_status, stuck, oldest, len(self._runs))
 
     async def _fetch_run(self, run_id: str) -> Run | None:
-        """GET one run; None when it is gone (deleted: forgotten) or unreadable (retried next poll)."""
+        """GET one run; None when it is gone (deleted: forgotten) or unreadable (retried next poll).
+
+        One run's failure must not hold up the others, so errors stop here; the request metrics
+        and the run's next attempt carry them."""
         try:
             raw = await self._client.run(run_id)
         except LettaError as exc:
-            if exc.status != 404:
-                raise
-            self._report("run_not_found", run_id, "run disappeared (deleted?) before it was counted")
-            self._forget(run_id)
+            if exc.status == 404:
+                self._report("run_not_found", run_id, "run disappeared (deleted?) before it was counted")
+                self._forget(run_id)
+            else:
+                log.debug("run not readable this poll", extra={"run_id": run_id, "error": str(exc)})
             return None
         return self._parse(Run, raw, "invalid_run")
 

@@ -1,0 +1,150 @@
+"""Helpers for tests that start real processes on 127.0.0.1: start, wait for, scrape, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; the one place tests wait, always bounded."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last_error, result = exc, None
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
+
+
+class Process:
+    """A child process whose stdout and stderr lines are collected by reader threads."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.proc.stdout, self.proc.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if match := regex.search(line):
+                return match
+        raise AssertionError(f"{self.args[:3]} printed no line matching {pattern!r}:\n{''.join(self.output)[-3000:]}")
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str] | None = None) -> Iterator[Process]:
+    process = Process(args, env)
+    try:
+        yield process
+    finally:
+        process.stop(signal.SIGKILL if process.proc.poll() is None else signal.SIGTERM)
+
+
+def exporter_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "exporter", *args]
+
+
+def start_simulator(*args: str) -> tuple[Process, str]:
+    process = Process([sys.executable, "-m", "exporter.simulator", "--port", "0", *args])
+    url = process.wait_for_line(r"listening on (http://\S+)").group(1)
+    return process, url
+
+
+def start_exporter(letta_url: str, *args: str) -> tuple[Process, str]:
+    process = Process(
+        exporter_cmd("run", "--letta-url", letta_url, "--listen-address", "127.0.0.1:0", "--log-format", "json", *args)
+    )
+    line = process.wait_for_line(r'"message": "letta-exporter started".*')
+    listen = json.loads(line.string)["listen"]
+    return process, f"http://{listen}"
+
+
+def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **match: str) -> float:
+    return sum(v for (n, labels), v in samples.items() if n == name and match.items() <= dict(labels).items())
+
+
+def tool(name: str) -> str | None:
+    """A real binary: $NAME (upper-cased), .tools/bin/NAME, or PATH."""
+    explicit = os.environ.get(name.upper())
+    if explicit:
+        return explicit
+    local = ROOT / ".tools" / "bin" / name
+    return str(local) if local.exists() else shutil.which(name)

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint tools clean
+.PHONY: demo test lint tools generate clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## generate: rewrite alerts/letta-exporter.rules.yml and dashboards/*.json from their generators
+generate: $(BIN)/.installed
+	$(BIN)/python -m alerts.generate
+	$(BIN)/python -m dashboards.generate
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,357 @@
+"""Prometheus alert rules for letta-exporter.
+
+Run from the repository root::
+
+    python -m alerts.generate            # rewrite alerts/letta-exporter.rules.yml
+    python -m alerts.generate --check    # exit 1 when the committed file is not what this generates
+    python -m alerts.generate --config my-settings.yml --output -   # your own thresholds, to stdout
+
+Every threshold, window, ``for`` duration, the series selector and the runbook base live in
+:class:`Settings`: that is the one place to change them. ``--config`` takes a YAML mapping of
+``Settings`` field names to values. The committed rules file (used as-is by the Helm chart) is the
+output for the defaults. The promtool unit tests in ``letta-exporter.rules.test.yml`` exercise it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dashboards import letta_metrics as m
+
+HERE = Path(__file__).resolve().parent
+RULES_FILE = HERE / "letta-exporter.rules.yml"
+
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything an operator may want to tune. Durations are Prometheus durations (``15m``)."""
+
+    selector: str = 'job="letta-exporter"'
+    """Label matchers (PromQL, without braces) that pick the exporter's series and its ``up``."""
+    runbook_url: str = "https://github.com/letta-exporter/letta-exporter/blob/main/docs/runbook.md"
+    """Base of every ``runbook_url`` annotation; ``#<alert name in lower case>`` is appended."""
+
+    failed_ratio: float = 0.10
+    """LettaRunFailureRatioHigh: share of finished runs with status ``failed``."""
+    failed_ratio_window: str = "15m"
+    failed_ratio_min_runs: int = 10
+    """...and only when at least this many runs finished in the window (no alert on 1 of 1)."""
+    failed_ratio_for: str = "10m"
+
+    expired_window: str = "1h"
+    """LettaRunsExpired: fires while a run expired within this window."""
+
+    stuck_for: str = "15m"
+    """LettaRunsStuck: ``letta_runs_stuck > 0`` for this long (the exporter's --stuck-after comes first)."""
+
+    ttft_p95_seconds: float = 10.0
+    """LettaRunTTFTHigh: p95 time to first token (only servers that report TTFT have the series)."""
+    ttft_window: str = "15m"
+    ttft_for: str = "15m"
+
+    llm_request_p95_seconds: float = 30.0
+    """LettaStepLLMRequestSlow: p95 of the ``llm_request`` step phase, per model and provider."""
+    llm_request_window: str = "15m"
+    llm_request_for: str = "15m"
+
+    unreachable_for: str = "5m"
+    """LettaUnreachable: ``letta_up == 0`` for this long."""
+
+    stale_after: str = "5m"
+    """LettaExporterStale: no successful poll for this long while the last poll did not fail..."""
+    stale_for: str = "2m"
+    """...for this long."""
+
+    absent_for: str = "5m"
+    """LettaExporterAbsent: no exporter target scraped successfully for this long."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.selector.strip():
+            problems.append("selector must not be empty (absent(up{...}) needs a matcher)")
+        if not self.runbook_url.startswith(("https://", "http://")):
+            problems.append("runbook_url must be an http(s) URL")
+        if not 0 < self.failed_ratio < 1:
+            problems.append("failed_ratio must be between 0 and 1")
+        if self.failed_ratio_min_runs < 1:
+            problems.append("failed_ratio_min_runs must be at least 1")
+        if self.ttft_p95_seconds <= 0 or self.llm_request_p95_seconds <= 0:
+            problems.append("latency thresholds must be positive")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith(("_window", "_for", "_after")) and not _DURATION.match(value):
+                problems.append(f"{field.name}: {value!r} is not a Prometheus duration such as 15m")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, overrides: Mapping[str, Any]) -> Settings:
+        """Defaults with ``overrides`` applied; unknown keys and wrong types are errors."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(fields)}")
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            kind = str(fields[name].type)
+            if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[kind]):
+                raise ValueError(f"{name}: expected {kind}, got {value!r}")
+            values[name] = float(overrides[name]) if kind == "float" else overrides[name]
+        return cls(**values)
+
+
+def duration_seconds(duration: str) -> float:
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
+
+
+def _sel(settings: Settings, *matchers: str) -> str:
+    return "{" + ", ".join((settings.selector, *matchers)) + "}"
+
+
+def _rule(
+    settings: Settings,
+    name: str,
+    expr: str,
+    for_: str | None,
+    severity: str,
+    summary: str,
+    description: str,
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity}
+    rule["annotations"] = {
+        "summary": summary,
+        "description": description,
+        "runbook_url": f"{settings.runbook_url}#{name.lower()}",
+    }
+    return rule
+
+
+def letta_rules(s: Settings) -> list[dict[str, Any]]:
+    """Alerts about the Letta server as the exporter sees it."""
+    finished = m.RUNS_FINISHED
+    run_labels = f"status, stop_reason, {m.AGENT_LABEL}"
+    window = s.failed_ratio_window
+    failed = _sel(s, f'status="{m.STATUS_FAILED}"')
+    failed_ratio = (
+        f"(\n"
+        f"  sum without ({run_labels}) (rate({finished}{failed}[{window}]))\n"
+        f"/\n"
+        f"  sum without ({run_labels}) (rate({finished}{_sel(s)}[{window}]))\n"
+        f") > {_number(s.failed_ratio)}\n"
+        f"and\n"
+        f"sum without ({run_labels}) (increase({finished}{_sel(s)}[{window}]))"
+        f" >= {s.failed_ratio_min_runs}"
+    )
+    expired = _sel(s, f'status="{m.STATUS_EXPIRED}"')
+    # The second branch catches an expired series that first appears with a value of 1 or more,
+    # which increase() cannot see (it needs two samples).
+    runs_expired = (
+        f"sum without ({run_labels}) (increase({finished}{expired}[{s.expired_window}])) > 0\n"
+        f"or\n"
+        f"sum without ({run_labels}) (\n"
+        f"  {finished}{expired} unless {finished}{expired} offset {s.expired_window}\n"
+        f") > 0"
+    )
+    ttft = (
+        f"histogram_quantile(0.95,\n"
+        f"  sum without ({m.AGENT_LABEL}) (rate({m.bucket(m.RUN_TTFT)}{_sel(s)}[{s.ttft_window}]))\n"
+        f") > {_number(s.ttft_p95_seconds)}"
+    )
+    llm_phase = _sel(s, f'phase="{m.PHASE_LLM_REQUEST}"')
+    llm = (
+        f"histogram_quantile(0.95,\n"
+        f"  sum without (phase, {m.AGENT_LABEL}) "
+        f"(rate({m.bucket(m.STEP_DURATION)}{llm_phase}[{s.llm_request_window}]))\n"
+        f") > {_number(s.llm_request_p95_seconds)}"
+    )
+    return [
+        _rule(
+            s,
+            "LettaRunFailureRatioHigh",
+            failed_ratio,
+            s.failed_ratio_for,
+            "warning",
+            "Many Letta runs are failing",
+            "{{ $value | humanizePercentage }} of the Letta runs that finished on {{ $labels.instance }} "
+            f"in the last {window} failed (threshold {_percent(s.failed_ratio)}, "
+            f"counted once at least {s.failed_ratio_min_runs} runs finished).",
+        ),
+        _rule(
+            s,
+            "LettaRunsExpired",
+            runs_expired,
+            None,
+            "warning",
+            "Letta runs expired",
+            '{{ $value | printf "%.0f" }} Letta runs seen by {{ $labels.instance }} expired in the last '
+            f"{s.expired_window}: Letta reported them expired, or they stayed non-terminal for longer "
+            "than the exporter's --expire-after.",
+        ),
+        _rule(
+            s,
+            "LettaRunsStuck",
+            f"sum without (status, {m.AGENT_LABEL}) ({m.RUNS_STUCK}{_sel(s)}) > 0",
+            s.stuck_for,
+            "warning",
+            "Letta runs are stuck",
+            "{{ $value }} Letta runs seen by {{ $labels.instance }} have been active (created or "
+            f"running) for longer than the exporter's --stuck-after, for at least {s.stuck_for}.",
+        ),
+        _rule(
+            s,
+            "LettaRunTTFTHigh",
+            ttft,
+            s.ttft_for,
+            "warning",
+            "Letta time to first token is high",
+            "The 95th percentile time to first token of the Letta runs seen by {{ $labels.instance }} "
+            f"is {{{{ $value | humanizeDuration }}}} over the last {s.ttft_window} "
+            f"(threshold {_number(s.ttft_p95_seconds)}s).",
+        ),
+        _rule(
+            s,
+            "LettaStepLLMRequestSlow",
+            llm,
+            s.llm_request_for,
+            "warning",
+            "Letta LLM requests are slow",
+            "The 95th percentile LLM request latency of {{ $labels.model }} ({{ $labels.provider }}) "
+            "steps seen by {{ $labels.instance }} is {{ $value | humanizeDuration }} over the last "
+            f"{s.llm_request_window} (threshold {_number(s.llm_request_p95_seconds)}s).",
+        ),
+    ]
+
+
+def exporter_rules(s: Settings) -> list[dict[str, Any]]:
+    """Alerts about the exporter itself: can it reach Letta, is it polling, is it scraped at all."""
+    stale = (
+        f"(time() - {m.LAST_POLL_SUCCESS}{_sel(s)} > {_number(duration_seconds(s.stale_after))})\n"
+        f"unless\n"
+        f"({m.UP}{_sel(s)} == 0)"
+    )
+    up = f"up{_sel(s)}"
+    absent = f"absent({up})\nor\nmax by (namespace, job) ({up}) == 0"
+    return [
+        _rule(
+            s,
+            "LettaUnreachable",
+            f"{m.UP}{_sel(s)} == 0",
+            s.unreachable_for,
+            "critical",
+            "Letta is unreachable",
+            "The exporter {{ $labels.instance }} has not been able to reach the Letta API, or to "
+            f"understand its answers, for {s.unreachable_for}.",
+        ),
+        _rule(
+            s,
+            "LettaExporterStale",
+            stale,
+            s.stale_for,
+            "warning",
+            "letta-exporter has stopped polling",
+            "The last successful poll of {{ $labels.instance }} was {{ $value | humanizeDuration }} ago "
+            f"(threshold {s.stale_after}) although its last poll did not fail: "
+            "the poll loop is hung or far slower than its interval.",
+        ),
+        _rule(
+            s,
+            "LettaExporterAbsent",
+            absent,
+            s.absent_for,
+            "warning",
+            "letta-exporter is not being scraped",
+            f"No target matching {{{s.selector}}} has been scraped successfully for {s.absent_for}: "
+            "the exporter is down, missing from service discovery, or its /metrics fails. "
+            "The other Letta alerts cannot fire meanwhile.",
+        ),
+    ]
+
+
+def rule_groups(settings: Settings) -> dict[str, Any]:
+    return {
+        "groups": [
+            {"name": "letta", "rules": letta_rules(settings)},
+            {"name": "letta-exporter", "rules": exporter_rules(settings)},
+        ]
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block lists indented under their key, multi-line strings as literal blocks."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = """\
+# Generated by `python -m alerts.generate` (alerts/generate.py): do not edit by hand.
+# Thresholds, windows, the series selector and the runbook base are Settings in that file.
+# Unit tests: promtool test rules alerts/letta-exporter.rules.test.yml
+"""
+
+
+def render(settings: Settings) -> str:
+    body = yaml.dump(rule_groups(settings), Dumper=_Dumper, sort_keys=False, width=1_000_000)
+    return HEADER + body
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="YAML mapping of Settings overrides")
+    parser.add_argument("--output", default=str(RULES_FILE), help="file to write, - for stdout")
+    parser.add_argument("--check", action="store_true", help="compare with --output instead of writing")
+    args = parser.parse_args(argv)
+    try:
+        overrides = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{args.config}: expected a mapping of setting names to values")
+        text = render(Settings.from_mapping(overrides))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"alerts.generate: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    output = Path(args.output)
+    if args.check:
+        if not output.exists() or output.read_text() != text:
+            print(f"{output} is out of date: run python -m alerts.generate", file=sys.stderr)
+            return 1
+        return 0
+    output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

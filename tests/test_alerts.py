@@ -1,0 +1,216 @@
+"""Alert rules: the committed file is the generator's output, promtool accepts and unit-tests it,
+every alert is documented in the runbook, and the settings reach every expression."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alerts import generate
+from tests.support import tool
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "alerts" / "letta-exporter.rules.yml"
+RULE_TESTS = ROOT / "alerts" / "letta-exporter.rules.test.yml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+DEFAULT_SELECTOR = 'job="letta-exporter"'
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    promtool = tool("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed: run `bash scripts/install-tools.sh` (or set PROMTOOL)")
+    return subprocess.run([promtool, *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
+
+
+def _rules(text: str) -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+
+
+def _alert_names() -> list[str]:
+    return [rule["alert"] for rule in _rules(RULES.read_text())]
+
+
+def _github_anchor(heading: str) -> str:
+    """GitHub's heading slug: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_committed_rules_are_the_generated_ones() -> None:
+    assert RULES.read_text() == generate.render(generate.Settings()), (
+        "alerts/letta-exporter.rules.yml is stale: run `python -m alerts.generate`"
+    )
+    assert generate.main(["--check"]) == 0
+
+
+def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    stale = tmp_path / "rules.yml"
+    stale.write_text(RULES.read_text().replace("> 0.1", "> 0.2"))
+    assert generate.main(["--check", "--output", str(stale)]) == 1
+    assert generate.main(["--output", str(stale)]) == 0
+    assert generate.main(["--check", "--output", str(stale)]) == 0
+
+
+def test_the_expected_alert_set() -> None:
+    assert _alert_names() == [
+        "LettaRunFailureRatioHigh",
+        "LettaRunsExpired",
+        "LettaRunsStuck",
+        "LettaRunTTFTHigh",
+        "LettaStepLLMRequestSlow",
+        "LettaUnreachable",
+        "LettaExporterStale",
+        "LettaExporterAbsent",
+    ]
+
+
+def test_promtool_check_rules_accepts_the_rules() -> None:
+    result = _run("check", "rules", RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_alert_names())} rules found" in result.stdout
+
+
+def test_promtool_check_rules_rejects_a_broken_rule(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.rules.yml"
+    broken.write_text(RULES.read_text().replace("letta_up{", "letta_up{{", 1))
+    result = _run("check", "rules", broken)
+    assert result.returncode != 0
+
+
+def test_promtool_unit_tests_pass() -> None:
+    result = _run("test", "rules", RULE_TESTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    firing: dict[str, int] = defaultdict(int)
+    silent: dict[str, int] = defaultdict(int)
+    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent)[check["alertname"]] += 1
+    for name in _alert_names():
+        assert firing[name] >= 1, f"no promtool case where {name} fires"
+        assert silent[name] >= 1, f"no promtool case where {name} stays silent"
+
+
+def test_no_traffic_case_covers_the_ratio_and_quantile_alerts() -> None:
+    cases = [c for c in yaml.safe_load(RULE_TESTS.read_text())["tests"] if "no traffic" in c["name"]]
+    assert len(cases) == 1
+    case = cases[0]
+    for series in case["input_series"]:
+        assert re.fullmatch(r"0x\d+", series["values"]), f"not idle: {series}"
+    silent = {check["alertname"] for check in case["alert_rule_test"] if not check["exp_alerts"]}
+    assert {"LettaRunFailureRatioHigh", "LettaRunTTFTHigh", "LettaStepLLMRequestSlow", "LettaRunsExpired"} <= silent
+
+
+def test_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
+    """The promtool tests are sensitive: rules generated with other thresholds fail them."""
+    settings = generate.Settings(failed_ratio=0.5, ttft_p95_seconds=60)
+    (tmp_path / RULES.name).write_text(generate.render(settings))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    result = _run("test", "rules", tmp_path / RULE_TESTS.name)
+    assert result.returncode != 0
+    assert "LettaRunFailureRatioHigh" in result.stdout + result.stderr
+    assert "LettaRunTTFTHigh" in result.stdout + result.stderr
+
+
+def test_every_alert_has_severity_summary_description_and_runbook() -> None:
+    for rule in _rules(RULES.read_text()):
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
+        assert annotations["summary"] and annotations["description"], name
+        assert annotations["runbook_url"] == f"{generate.Settings().runbook_url}#{name.lower()}"
+
+
+def test_runbook_has_a_section_with_three_first_checks_per_alert() -> None:
+    text = RUNBOOK.read_text()
+    sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    anchors = {_github_anchor(heading): body for heading, body in sections.items()}
+    for name in _alert_names():
+        body = anchors.get(name.lower())
+        assert body is not None, f"docs/runbook.md has no '## {name}' section"
+        checks = re.findall(r"^\d+\. ", body.split("First checks", 1)[-1], flags=re.M)
+        assert "First checks" in body and len(checks) >= 3, f"{name}: needs 'First checks' with 3 steps"
+
+
+def test_settings_reach_every_selector_and_runbook_link(tmp_path: Path) -> None:
+    selector = 'job="letta", namespace="ai"'
+    settings = generate.Settings(selector=selector, runbook_url="https://docs.example.test/runbook.md")
+    text = generate.render(settings)
+    rules = _rules(text)
+    for rule in rules:
+        expr = rule["expr"]
+        assert DEFAULT_SELECTOR not in expr
+        selectors = re.findall(r"\b(letta_\w+|up)(\{[^}]*\})?", expr)
+        assert selectors, expr
+        for metric, matchers in selectors:
+            assert matchers.startswith("{" + selector), f"{rule['alert']}: {metric}{matchers}"
+        assert rule["annotations"]["runbook_url"].startswith("https://docs.example.test/runbook.md#")
+    absent = next(r for r in rules if r["alert"] == "LettaExporterAbsent")
+    assert f"absent(up{{{selector}}})" in absent["expr"]
+    (tmp_path / "custom.rules.yml").write_text(text)
+    result = _run("check", "rules", tmp_path / "custom.rules.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_thresholds_come_from_settings() -> None:
+    text = generate.render(
+        generate.Settings(failed_ratio=0.25, failed_ratio_min_runs=3, ttft_p95_seconds=2.5, stale_after="10m")
+    )
+    rules = {rule["alert"]: rule for rule in _rules(text)}
+    assert ") > 0.25\n" in rules["LettaRunFailureRatioHigh"]["expr"]
+    assert rules["LettaRunFailureRatioHigh"]["expr"].endswith(">= 3")
+    assert "(threshold 25%" in rules["LettaRunFailureRatioHigh"]["annotations"]["description"]
+    assert rules["LettaRunTTFTHigh"]["expr"].endswith(") > 2.5")
+    assert "> 600)" in rules["LettaExporterStale"]["expr"]
+
+
+def test_config_file_overrides_settings(tmp_path: Path) -> None:
+    config = tmp_path / "settings.yml"
+    config.write_text('selector: job="prod-letta"\nllm_request_p95_seconds: 45\nstuck_for: 30m\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "alerts.generate", "--config", str(config), "--output", "-"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rules = {rule["alert"]: rule for rule in _rules(result.stdout)}
+    assert rules["LettaStepLLMRequestSlow"]["expr"].endswith(") > 45")
+    assert rules["LettaRunsStuck"]["for"] == "30m"
+    assert 'up{job="prod-letta"}' in rules["LettaExporterAbsent"]["expr"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"failed_ratio_treshold": 0.2}, "unknown setting(s): failed_ratio_treshold"),
+        ({"failed_ratio": "high"}, "failed_ratio: expected float"),
+        ({"failed_ratio": 1.5}, "failed_ratio must be between 0 and 1"),
+        ({"stuck_for": "15 minutes"}, "stuck_for: '15 minutes' is not a Prometheus duration"),
+        ({"selector": " "}, "selector must not be empty"),
+    ],
+)
+def test_invalid_settings_are_rejected_with_the_setting_named(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        generate.Settings.from_mapping(overrides)
+
+
+def test_cli_reports_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "settings.yml"
+    config.write_text("absent_for: soon\n")
+    assert generate.main(["--config", str(config), "--output", "-"]) == 2
+    assert "absent_for: 'soon' is not a Prometheus duration" in capsys.readouterr().err

@@ -1,0 +1,388 @@
+"""Grafana dashboards: generated, valid against Grafana's own dashboard schema, variable-driven, and
+every panel query is valid PromQL that returns data for series shaped like the exporter's."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+from prometheus_client import generate_latest
+
+from alerts import generate as alerts
+from dashboards import generate as dash
+from dashboards import letta_metrics as m
+from exporter.metrics import ExporterMetrics
+from tests.support import tool
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / ".tools"
+SCHEMAS = {"lenient": TOOLS / "dashboard.schema.json", "strict": TOOLS / "dashboard.strict.schema.json"}
+GRAFANA_SCHEMA_DEFAULTS = TOOLS / "npm/node_modules/@grafana/schema/dist/cjs/raw/dashboard/x/types.gen.cjs"
+DESIGN = ROOT.parent / "shared" / "design.md"
+INSTALL_HINT = "run `bash scripts/install-tools.sh`"
+METRIC = re.compile(r"\b(letta_\w+|up)\b(\{[^}]*\})?")
+
+
+def _dashboards() -> dict[str, dict[str, Any]]:
+    return {name: json.loads((ROOT / "dashboards" / name).read_text()) for name in dash.DASHBOARDS}
+
+
+def _queries() -> list[dash.PanelQuery]:
+    return [query for dashboard in _dashboards().values() for query in dash.panel_queries(dashboard)]
+
+
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield f"{path}.{key}", value
+            yield from _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, f"{path}[{index}]")
+
+
+def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    promtool = tool("promtool")
+    if promtool is None:
+        pytest.skip(f"promtool is not installed: {INSTALL_HINT} (or set PROMTOOL)")
+    return subprocess.run([promtool, *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
+
+
+def _schema(flavour: str) -> Draft7Validator:
+    path = SCHEMAS[flavour]
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(ROOT)} is missing: {INSTALL_HINT} (needs npm)")
+    return Draft7Validator(json.loads(path.read_text()))
+
+
+# ------------------------------------------------------------------------------ generated files
+
+
+def test_committed_dashboards_are_the_generated_ones() -> None:
+    for name, text in dash.generate().items():
+        assert (ROOT / "dashboards" / name).read_text() == text, (
+            f"dashboards/{name} is stale: run `python -m dashboards.generate`"
+        )
+
+
+def test_check_mode_reports_missing_and_stale_files(tmp_path: Path) -> None:
+    assert dash.main(["--check", "--output-dir", str(tmp_path)]) == 1
+    assert dash.main(["--output-dir", str(tmp_path)]) == 0
+    assert dash.main(["--check", "--output-dir", str(tmp_path)]) == 0
+    edited = tmp_path / "letta-overview.json"
+    edited.write_text(edited.read_text().replace("now-6h", "now-1h"))
+    assert dash.main(["--check", "--output-dir", str(tmp_path)]) == 1
+
+
+# ------------------------------------------------------------------------------ Grafana schema
+
+
+@pytest.mark.parametrize("flavour", sorted(SCHEMAS))
+@pytest.mark.parametrize("name", sorted(dash.DASHBOARDS))
+def test_dashboard_matches_the_grafana_schema(flavour: str, name: str) -> None:
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _schema(flavour).iter_errors(_dashboards()[name])
+    ]
+    assert errors == []
+
+
+def test_the_schema_rejects_broken_dashboards() -> None:
+    lenient, strict = _schema("lenient"), _schema("strict")
+    dashboard = _dashboards()["letta-overview.json"]
+
+    wide = copy.deepcopy(dashboard)
+    wide["panels"][1]["gridPos"]["w"] = "wide"
+    assert not lenient.is_valid(wide)
+
+    unversioned = copy.deepcopy(dashboard)
+    del unversioned["schemaVersion"]
+    assert not lenient.is_valid(unversioned)
+
+    typo = copy.deepcopy(dashboard)
+    typo["panels"][1]["gridpos"] = typo["panels"][1].pop("gridPos")
+    assert lenient.is_valid(typo)  # Grafana ignores unknown keys...
+    assert not strict.is_valid(typo)  # ...the strict schema does not
+
+
+def test_schema_version_is_the_current_grafana_one() -> None:
+    if not GRAFANA_SCHEMA_DEFAULTS.exists():
+        pytest.skip(f"@grafana/schema is not installed: {INSTALL_HINT}")
+    found = re.search(r"schemaVersion: (\d+)", GRAFANA_SCHEMA_DEFAULTS.read_text())
+    assert found is not None
+    current = int(found.group(1))
+    assert current == dash.SCHEMA_VERSION
+    for dashboard in _dashboards().values():
+        assert dashboard["schemaVersion"] == current
+
+
+# ------------------------------------------------------------------------------ structure
+
+
+def test_datasource_job_and_instance_variables_and_no_hard_coded_datasource() -> None:
+    for name, dashboard in _dashboards().items():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert {"datasource", "job", "instance"} <= set(variables), name
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for var in ("job", "instance"):
+            assert variables[var]["type"] == "query"
+            assert variables[var]["includeAll"] and variables[var]["multi"]
+        assert 'job=~"$job"' in variables["instance"]["query"]["query"]
+        refs = 0
+        for path, value in _walk(dashboard):
+            if path.endswith(".datasource") and isinstance(value, dict):
+                assert value == {"type": "prometheus", "uid": "${datasource}"}, f"{name}{path}"
+                refs += 1
+            if path.endswith(".uid") and path != ".uid":
+                assert value == "${datasource}", f"{name}{path}: hard-coded uid {value!r}"
+        assert refs > len(dash.panel_queries(dashboard)), "every panel and query names the data source"
+        assert "__inputs" not in dashboard and "DS_" not in json.dumps(dashboard)
+
+
+def test_every_query_filters_on_the_job_and_instance_variables() -> None:
+    for query in _queries():
+        selectors = METRIC.findall(query.expr)
+        assert selectors, query
+        for metric, matchers in selectors:
+            assert 'job=~"$job"' in matchers and 'instance=~"$instance"' in matchers, f"{query}: {metric}"
+
+
+def test_panels_are_laid_out_on_the_grid_without_overlap() -> None:
+    for name, dashboard in _dashboards().items():
+        rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+        ids = [p["id"] for p in rows] + [p["id"] for p in dash.iter_panels(dashboard)]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        # Visible panels share one grid; the panels of a collapsed row have their own.
+        for group in [dashboard["panels"], *(row["panels"] for row in rows if row["collapsed"])]:
+            cells: set[tuple[int, int]] = set()
+            for panel in group:
+                pos = panel["gridPos"]
+                assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, f"{name}: {panel['title']}"
+                area = {
+                    (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+                }
+                assert not cells & area, f"{name}: {panel['title']} overlaps another panel"
+                cells |= area
+
+
+def test_panel_queries_lists_every_target_once() -> None:
+    for name, dashboard in _dashboards().items():
+        queries = dash.panel_queries(dashboard)
+        targets = [t for p in dash.iter_panels(dashboard) for t in p["targets"]]
+        assert len(queries) == len(targets) > 0, name
+        assert len({(q.panel, q.ref_id) for q in queries}) == len(queries)
+        titles = [p["title"] for p in dash.iter_panels(dashboard)]
+        assert len(titles) == len(set(titles)), f"{name}: panel titles must be unique"
+        assert {q.panel for q in queries} == set(titles), f"{name}: a panel without a query"
+
+
+def test_concrete_replaces_every_grafana_variable() -> None:
+    for query in _queries():
+        assert "$" not in dash.concrete(query.expr), query
+    assert dash.concrete('x{job=~"$job"}[$__rate_interval]', {"job": "letta"}) == 'x{job=~"letta"}[1m]'
+    with pytest.raises(KeyError, match="nope"):
+        dash.concrete("rate(x[$nope])")
+
+
+OVERVIEW_MUST_SHOW = {
+    "run rate by status": rf"sum by \(status\) \(rate\({m.RUNS_FINISHED}",
+    "failure ratio": rf'{m.RUNS_FINISHED}\{{[^}}]*status="failed"[^}}]*\}}\[\$__rate_interval\]\)\) /',
+    "expiry ratio": rf'{m.RUNS_FINISHED}\{{[^}}]*status="expired"',
+    "stop reasons": rf"sum by \(stop_reason\) \(rate\({m.RUNS_FINISHED}",
+    "run duration quantiles": rf"histogram_quantile\(0.95, sum by \(le\) \(rate\({m.RUN_DURATION}_bucket",
+    "TTFT quantiles": rf"histogram_quantile\(0.95, sum by \(le\) \(rate\({m.RUN_TTFT}_bucket",
+    "steps per run": rf"{m.RUN_STEPS}_bucket",
+    "tokens by model and type": rf"sum by \(model, type\) \(rate\({m.STEP_TOKENS}",
+    "step latency by phase": rf"sum by \(le, phase\) \(rate\({m.STEP_DURATION}_bucket",
+    "active runs": rf"{m.RUNS_ACTIVE}\{{",
+    "stuck runs": rf"{m.RUNS_STUCK}\{{",
+    "exporter health": rf"time\(\) - {m.LAST_POLL_SUCCESS}\{{",
+    "letta_up": rf"{m.UP}\{{",
+    "API errors": rf'{m.API_REQUESTS}\{{[^}}]*code!~"2\.\."',
+    "parse errors": rf"{m.PARSE_ERRORS}\{{",
+}
+
+
+@pytest.mark.parametrize("what", sorted(OVERVIEW_MUST_SHOW))
+def test_overview_shows(what: str) -> None:
+    exprs = [q.expr for q in dash.panel_queries(_dashboards()["letta-overview.json"])]
+    assert any(re.search(OVERVIEW_MUST_SHOW[what], expr) for expr in exprs), what
+
+
+def test_by_model_dashboard_filters_on_model_and_hides_agent_panels_in_a_collapsed_row() -> None:
+    dashboard = _dashboards()["letta-by-model.json"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"model", "agent"} <= set(variables)
+    assert variables["agent"]["allValue"] == ".+", "All must not match series without an agent label"
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    agent_rows = [r for r in rows if "agent" in r["title"].lower()]
+    assert len(agent_rows) == 1 and agent_rows[0]["collapsed"] and agent_rows[0]["panels"]
+    agent_titles = {p["title"] for p in agent_rows[0]["panels"]}
+    for query in dash.panel_queries(dashboard):
+        if query.panel in agent_titles:
+            assert 'agent=~"$agent"' in query.expr or m.AGENT_INFO in query.expr, query
+        else:
+            assert 'model=~"$model"' in query.expr, query
+    assert len(agent_titles) >= 4
+
+
+def test_alert_thresholds_are_drawn_on_the_matching_panels() -> None:
+    settings = alerts.Settings()
+    expected = {
+        "Failed and expired share of finished runs": settings.failed_ratio,
+        "Time to first token": settings.ttft_p95_seconds,
+        "LLM request latency by model": settings.llm_request_p95_seconds,
+    }
+    panels = {p["title"]: p for d in _dashboards().values() for p in dash.iter_panels(d)}
+    for title, threshold in expected.items():
+        defaults = panels[title]["fieldConfig"]["defaults"]
+        assert defaults["thresholds"]["steps"][-1]["value"] == threshold, title
+        assert defaults["custom"]["thresholdsStyle"]["mode"] != "off", title
+
+
+# ------------------------------------------------------------------------------ PromQL
+
+
+def test_panel_queries_are_valid_promql(tmp_path: Path) -> None:
+    rules = [{"record": f"panel:q{i}", "expr": dash.concrete(q.expr)} for i, q in enumerate(_queries())]
+    valid = tmp_path / "panels.rules.yml"
+    valid.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    result = _promtool("check", "rules", valid)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+    rules[0]["expr"] = rules[0]["expr"].replace(")", "", 1)
+    broken = tmp_path / "broken.rules.yml"
+    broken.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    assert _promtool("check", "rules", broken).returncode != 0
+
+
+LABELS = 'job="letta-exporter", instance="exporter:9813"'
+
+
+def _series(metric: str, labels: str = "", values: str = "0+1x120") -> dict[str, str]:
+    return {"series": f"{metric}{{{LABELS}{', ' + labels if labels else ''}}}", "values": values}
+
+
+def _histogram(name: str, labels: str = "") -> list[dict[str, str]]:
+    extra = f"{labels}, " if labels else ""
+    return [
+        *(_series(m.bucket(name), f'{extra}le="{le}"', f"0+{n}x120") for le, n in (("1", 1), ("10", 3), ("+Inf", 4))),
+        _series(m.total(name), labels, "0+12x120"),
+        _series(m.count(name), labels, "0+4x120"),
+    ]
+
+
+def _exporter_like_series() -> list[dict[str, str]]:
+    """One of each series design.md §3 describes, with per-agent labels on (written from the design,
+    not from the dashboards, so a wrong metric or label name in a panel finds nothing)."""
+    model = 'model="gpt-4o", provider="openai"'
+    return [
+        _series(m.RUNS_CREATED, "", "0+4x120"),
+        _series(m.RUNS_FINISHED, 'status="completed", stop_reason="end_turn", agent="agent-1"', "0+2x120"),
+        _series(m.RUNS_FINISHED, 'status="failed", stop_reason="llm_api_error", agent="agent-1"'),
+        _series(m.RUNS_FINISHED, 'status="expired", stop_reason="none", agent="other"'),
+        *_histogram(m.RUN_DURATION, 'status="completed", agent="agent-1"'),
+        *_histogram(m.RUN_TTFT),
+        _series(m.RUN_STATUS_CHANGES, 'from="cancelled", to="completed"'),
+        *_histogram(m.RUN_STEPS, 'status="completed"'),
+        _series(m.RUNS_ACTIVE, 'status="created"', "3x120"),
+        _series(m.RUNS_STUCK, 'status="created"', "1x120"),
+        _series(m.RUN_OLDEST_ACTIVE_CREATED, "", "60x120"),
+        _series(m.STEPS, f'status="success", stop_reason="end_turn", {model}', "0+3x120"),
+        _series(m.STEPS, f'status="failed", stop_reason="llm_api_error", {model}'),
+        *(
+            _series(m.STEP_TOKENS, f'type="{t}", {model}, agent="agent-1"', "0+100x120")
+            for t in ("input", "output", "cached_input", "cache_write", "reasoning")
+        ),
+        *(
+            series
+            for phase in ("llm_request", "tool_execution", "step")
+            for series in _histogram(m.STEP_DURATION, f'phase="{phase}", {model}')
+        ),
+        _series(m.UP, "", "1x120"),
+        _series(m.BUILD_INFO, 'version="0.1.0", python_version="3.11.7"', "1x120"),
+        _series(m.LAST_POLL_SUCCESS, "", "0+60x120"),
+        _series(m.POLL_DURATION, "", "0.5x120"),
+        _series(m.API_REQUESTS, 'endpoint="/v1/runs/", code="200"', "0+4x120"),
+        _series(m.API_REQUESTS, 'endpoint="/v1/runs/{run_id}/steps", code="timeout"'),
+        *_histogram(m.API_REQUEST_DURATION, 'endpoint="/v1/runs/"'),
+        _series(m.PARSE_ERRORS, 'kind="invalid_run"'),
+        _series(m.TRACKED_RUNS, "", "5x120"),
+        _series(m.SPANS_EXPORTED, "", "0+10x120"),
+        _series(m.SPANS_DROPPED),
+        _series(m.SERIES_DROPPED, 'metric="letta_steps"'),
+        _series(m.AGENT_INFO, 'agent_id="agent-1", agent_name="support-bot"', "1x120"),
+    ]
+
+
+def test_every_panel_query_returns_data_for_exporter_like_series(tmp_path: Path) -> None:
+    """Each query becomes an alert `absent(<query>)`: promtool reports any that returns nothing.
+    A control query with a misspelled metric must fire, so the harness itself is checked."""
+    queries = _queries()
+    control = dash.concrete(queries[0].expr).replace(m.UP, "letta_upp")
+    rules = [{"alert": f"Q{i}", "expr": f"absent({dash.concrete(q.expr)})"} for i, q in enumerate(queries)]
+    rules.append({"alert": "Control", "expr": f"absent({control})"})
+    (tmp_path / "panels.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    eval_time = "100m"  # after more than $__range (1h) of data
+    checks: list[dict[str, Any]] = [{"eval_time": eval_time, "alertname": r["alert"], "exp_alerts": []} for r in rules]
+    checks[-1]["exp_alerts"] = [{"exp_labels": {}}]
+    unit_test = {
+        "rule_files": ["panels.rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": _exporter_like_series(), "alert_rule_test": checks}],
+    }
+    (tmp_path / "panels.test.yml").write_text(yaml.safe_dump(unit_test, sort_keys=False))
+    result = _promtool("test", "rules", tmp_path / "panels.test.yml")
+    empty = sorted({int(i) for i in re.findall(r"alertname: Q(\d+)", result.stdout + result.stderr)})
+    assert empty == [], "queries that return nothing:\n" + "\n".join(
+        f"  {queries[i].dashboard} / {queries[i].panel} ({queries[i].ref_id}): {queries[i].expr}" for i in empty
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------ metric names
+
+
+def _names_used() -> set[str]:
+    exprs = [q.expr for q in _queries()]
+    exprs += [
+        v["query"]["query"] for d in _dashboards().values() for v in d["templating"]["list"] if v["type"] == "query"
+    ]
+    exprs += [r["expr"] for g in alerts.rule_groups(alerts.Settings())["groups"] for r in g["rules"]]
+    names = {name for expr in exprs for name, _ in METRIC.findall(expr)}
+    return {re.sub(r"_(bucket|sum|count)$", "", n) if n.endswith(("_bucket", "_sum", "_count")) else n for n in names}
+
+
+def test_dashboards_and_alerts_use_only_catalogued_metric_names() -> None:
+    assert _names_used() - {"up"} <= set(m.ALL)
+
+
+def test_catalogued_names_are_the_ones_the_exporter_exposes() -> None:
+    exposition = generate_latest(ExporterMetrics().registry).decode()
+    exposed = {
+        name
+        for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, flags=re.M)
+        if not (kind == "gauge" and name.endswith("_created"))
+    }
+    opt_in = {m.AGENT_INFO}
+    assert set(m.ALL) - opt_in == exposed
+    assert exposed <= _names_used(), f"not on any dashboard or alert: {exposed - _names_used()}"
+
+
+def test_catalogue_covers_the_design_contract() -> None:
+    if not DESIGN.exists():
+        pytest.skip(f"{DESIGN} is not there (shared/ sits beside the repository)")
+    section = DESIGN.read_text().split("## 3.", 1)[1].split("\n## ", 1)[0]
+    section = section.replace("`..._", "`letta_exporter_")
+    contract = set(re.findall(r"`(letta_\w+)`", section))
+    assert contract, "no metric names found in design.md §3"
+    assert contract <= set(m.ALL), f"missing from dashboards/letta_metrics.py: {contract - set(m.ALL)}"

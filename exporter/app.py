@@ -15,7 +15,9 @@ import httpx
 from exporter.config import Settings
 from exporter.letta import LettaClient
 from exporter.metrics import ExporterMetrics
+from exporter.otlp import SpanDelivery, exporter_from_env
 from exporter.server import MetricsServer, PollStatus
+from exporter.spans import default_resource
 from exporter.state import StateStore
 from exporter.tracker import Tracker, TrackerSettings
 
@@ -54,10 +56,17 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     if settings.reset_state and settings.state_path != ":memory:":
         for suffix in ("", "-wal", "-shm"):
             Path(settings.state_path + suffix).unlink(missing_ok=True)
+    span_exporter = exporter_from_env()  # before anything starts: a bad OTEL_* setting fails fast
     store = StateStore(settings.state_path)
     metrics = ExporterMetrics()
     client = make_client(settings, metrics)
-    tracker = Tracker(client, store, metrics, tracker_settings(settings))
+    delivery = None
+    if span_exporter is not None:
+        delivery = SpanDelivery(
+            span_exporter, store, metrics, default_resource(), max_queued_runs=settings.otlp_queue_size
+        )
+        delivery.start()
+    tracker = Tracker(client, store, metrics, tracker_settings(settings), spans=delivery)
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     server = MetricsServer(metrics.registry, status, settings.letta_url, host, port)
@@ -104,5 +113,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     finally:
         server.close()
         await client.aclose()
+        if delivery is not None:
+            delivery.close(flush_timeout=5.0)
         store.close()
         log.info("letta-exporter stopped", extra={"polls": status.polls})

@@ -15,6 +15,7 @@ from exporter import __version__, app, config, logs
 from exporter.letta import LettaError
 from exporter.metrics import ExporterMetrics
 from exporter.model import Run, Step
+from exporter.otlp import OtlpConfigError
 from exporter.state import StateError
 
 DEMO_STATE = "letta-exporter-demo.db"
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             settings = config.load(args)
             logs.configure(settings.log_level, settings.log_format)
             code = asyncio.run(_check(settings)) if args.command == "check" else _run(settings)
-    except (config.ConfigError, StateError) as exc:
+    except (config.ConfigError, StateError, OtlpConfigError) as exc:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -138,6 +138,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("request_timeout", _positive(parse_duration), "10s", "timeout of one request to Letta"),
     Option("concurrency", _positive_int, "4", "finished runs whose details are fetched at once"),
     Option("page_size", _positive_int, "100", "runs per list request (Letta allows 1..1000)"),
+    Option("otlp_queue_size", _positive_int, "2048", "finished runs whose spans may wait for the collector"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
     Option("log_format", _choice("auto", "json", "text"), "auto", "auto = JSON when stderr is not a TTY"),
 )
@@ -161,6 +162,7 @@ class Settings:
     request_timeout: float
     concurrency: int
     page_size: int
+    otlp_queue_size: int
     log_level: str
     log_format: str
 

@@ -196,6 +196,18 @@ class LettaClient:
                 return steps
             params = {**params, "after": _id(fresh[-1])}
 
+    async def agent_names(self, page_size: int = 100) -> dict[str, str]:
+        """Every agent's id → name. `include_relationships=` (empty) keeps pages ~10x smaller."""
+        names: dict[str, str] = {}
+        params: dict[str, Any] = {"limit": page_size, "include_relationships": ""}
+        while True:
+            page = [a for a in await self.get_list("/v1/agents/", "/v1/agents/", params) if isinstance(a, dict)]
+            fresh = [a for a in page if _id(a) not in names]
+            names.update((_id(a), str(a.get("name") or _id(a))) for a in fresh)
+            if len(page) < page_size or not fresh:
+                return names
+            params = {**params, "after": _id(fresh[-1])}
+
     async def _object(self, endpoint: str, path: str) -> dict[str, Any]:
         body = await self.get(endpoint, path)
         if not isinstance(body, dict):

@@ -270,6 +270,7 @@ class FinishedRun(BaseModel):
     steps: tuple[Step, ...] = ()
     step_metrics: dict[str, StepMetrics] = {}
     run_metrics: RunMetrics | None = None
+    agent_name: str | None = None
 
     @property
     def duration_ns(self) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (
     recheck_interval REAL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS exports (run_id TEXT PRIMARY KEY, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS series (
     metric TEXT NOT NULL,
     labels TEXT NOT NULL,
@@ -71,6 +73,7 @@ class Snapshot:
 class StateStore:
     def __init__(self, path: str) -> None:
         self.path = path
+        self._lock = threading.Lock()  # the poller and the span-delivery thread share the connection
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -93,6 +96,10 @@ class StateStore:
             raise StateError(f"state file {path} has schema version {version[0]}, expected {SCHEMA_VERSION}")
 
     def load(self) -> Snapshot:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> Snapshot:
         row = self._db.execute("SELECT value FROM meta WHERE key='watermark'").fetchone()
         runs = {
             r[0]: RunRecord(*r)
@@ -113,38 +120,45 @@ class StateStore:
         upserts: Iterable[RunRecord],
         deletes: Iterable[str],
         series: Iterable[tuple[str, tuple[str, ...], object]],
+        exports: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Write one poll's outcome atomically."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if watermark is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (repr(watermark),))
-            db.executemany(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.id,
-                        r.created_at,
-                        r.status,
-                        r.phase,
-                        r.counted_status,
-                        r.recheck_at,
-                        r.recheck_interval,
-                        r.attempts,
-                    )
-                    for r in upserts
-                ],
-            )
-            db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in deletes])
-            db.executemany(
-                "INSERT OR REPLACE INTO series VALUES (?, ?, ?)",
-                [(m, json.dumps(list(labels)), json.dumps(v)) for m, labels, v in series],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        """Write one poll's outcome atomically: marks, counter values and spans still to deliver."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if watermark is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (repr(watermark),))
+                db.executemany(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.id, r.created_at, r.status, r.phase, r.counted_status, r.recheck_at, r.recheck_interval,
+                         r.attempts)
+                        for r in upserts
+                    ],
+                )  # fmt: skip
+                db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in deletes])
+                db.executemany(
+                    "INSERT OR REPLACE INTO series VALUES (?, ?, ?)",
+                    [(m, json.dumps(list(labels)), json.dumps(v)) for m, labels, v in series],
+                )
+                db.executemany("INSERT OR REPLACE INTO exports VALUES (?, ?)", list(exports))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def pending_exports(self) -> list[str]:
+        """Runs counted but whose spans were not confirmed delivered, oldest first."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT payload FROM exports ORDER BY rowid")]
+
+    def forget_exports(self, run_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM exports WHERE run_id = ?", [(run_id,) for run_id in run_ids])
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -37,12 +38,14 @@ from exporter.model import (
     StepMetrics,
     parse_timestamp,
 )
+from exporter.otlp import SpanDelivery
 from exporter.state import RunRecord, StateStore
 
 log = logging.getLogger(__name__)
 
 VISIBILITY_WINDOW = 30.0  # seconds of already-listed history re-read each poll
 RECHECK_STATUSES = frozenset({"cancelled"})  # the terminal status Letta is known to overwrite
+AGENT_NAMES_TTL = 300.0  # seconds between agent listings, only when an unknown agent shows up
 _REPORTED_KEYS = 10_000
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,8 +73,13 @@ class Tracker:
         metrics: ExporterMetrics,
         settings: TrackerSettings = TrackerSettings(),
         clock: Callable[[], float] = time.time,
+        spans: SpanDelivery | None = None,
     ) -> None:
         self._client = client
+        self._spans = spans
+        self._exports: list[FinishedRun] = []
+        self._agent_names: dict[str, str] = {}
+        self._agent_names_at = -math.inf
         self._store = store
         self._metrics = metrics
         self._settings = settings
@@ -101,7 +109,7 @@ class Tracker:
                 await self._discover()
             await self._follow_active()
             await self._recheck()
-            self._expire()
+            await self._expire()
         except LettaError as exc:
             self._metrics.up.set(0)
             if exc.kind in ("malformed_json", "not_a_list", "not_an_object"):
@@ -234,18 +242,27 @@ class Tracker:
             record.recheck_at, record.recheck_interval = (now + interval, interval) if keep else (None, None)
             self._changed.add(record.id)
 
-    def _expire(self) -> None:
+    async def _expire(self) -> None:
+        """Count runs active for too long once as expired; their steps so far still join Letta's trace."""
         now = self._clock()
-        for record in list(self._runs.values()):
-            age = now - record.created_at
-            if record.phase != "active" or record.status in TERMINAL_STATUSES or age <= self._settings.expire_after:
-                continue
-            created = datetime.fromtimestamp(record.created_at, UTC)
-            run = Run.model_validate({"id": record.id, "status": record.status, "created_at": created})
-            self._metrics.ledger.record(FinishedRun(run=run, status="expired"))
+        oldest_allowed = now - self._settings.expire_after
+        due = [
+            r for r in self._runs.values()
+            if r.phase == "active" and r.status not in TERMINAL_STATUSES and r.created_at < oldest_allowed
+        ]  # fmt: skip
+        runs = [
+            Run.model_validate(
+                {"id": r.id, "status": r.status, "created_at": datetime.fromtimestamp(r.created_at, UTC)}
+            )
+            for r in due
+        ]
+        details = await asyncio.gather(*(self._details(run, last_try=True) for run in runs), return_exceptions=True)
+        for record, run, result in zip(due, runs, details, strict=True):
+            finished = result if isinstance(result, FinishedRun) else FinishedRun(run=run, status="expired")
+            self._count(finished.model_copy(update={"status": "expired"}))
             record.phase, record.counted_status = "expired", "expired"
             self._changed.add(record.id)
-            log.warning("run expired", extra={"run_id": record.id, "age_seconds": age})
+            log.warning("run expired", extra={"run_id": record.id, "age_seconds": now - record.created_at})
 
     # -- counting ---------------------------------------------------------------------------------
 
@@ -257,11 +274,13 @@ class Tracker:
         await self._finish([run for run in runs if run.terminal])
 
     async def _finish(self, runs: list[Run]) -> None:
+        if self._spans is not None and any(r.agent_id not in self._agent_names for r in runs if r.agent_id):
+            await self._refresh_agent_names()
         results = await asyncio.gather(*(self._details(run) for run in runs), return_exceptions=True)
         for run, result in zip(runs, results, strict=True):
             record = self._runs[run.id]
             if isinstance(result, FinishedRun):
-                self._metrics.ledger.record(result)
+                self._count(result)
                 record.phase, record.status, record.counted_status = "done", run.status, run.status
                 if run.status in RECHECK_STATUSES:
                     record.recheck_at = self._clock() + self._settings.first_recheck
@@ -278,10 +297,25 @@ class Tracker:
                 raise result
             self._changed.add(run.id)
 
-    async def _details(self, run: Run) -> FinishedRun:
+    async def _refresh_agent_names(self) -> None:
+        """Span names want agent names; list agents at most every AGENT_NAMES_TTL, never failing a poll."""
+        if self._clock() - self._agent_names_at < AGENT_NAMES_TTL:
+            return
+        self._agent_names_at = self._clock()
+        try:
+            self._agent_names = await self._client.agent_names()
+        except LettaError as exc:
+            log.debug("agent names unavailable; spans use agent ids", extra={"error": str(exc)})
+
+    def _count(self, finished: FinishedRun) -> None:
+        """The one place a run is counted; its spans are committed with the count."""
+        self._metrics.ledger.record(finished)
+        if self._spans is not None:
+            self._exports.append(finished)
+
+    async def _details(self, run: Run, last_try: bool = False) -> FinishedRun:
         """Steps and timings of a finished run; after `detail_attempts` failures, count what we have."""
-        record = self._runs[run.id]
-        last_try = record.attempts + 1 >= self._settings.detail_attempts
+        last_try = last_try or self._runs[run.id].attempts + 1 >= self._settings.detail_attempts
         async with self._semaphore:
             raw_steps = await self._optional(self._client.run_steps(run.id), last_try, [])
             steps = tuple(s for s in (self._parse(Step, raw, "invalid_step") for raw in raw_steps) if s)
@@ -298,7 +332,14 @@ class Tracker:
                     parsed = self._parse(StepMetrics, raw, "invalid_metrics") if raw is not None else None
                     if parsed is not None:
                         timings[step.id] = parsed
-        return FinishedRun(run=run, status=run.status, steps=steps, step_metrics=timings, run_metrics=run_metrics)
+        return FinishedRun(
+            run=run,
+            status=run.status,
+            steps=steps,
+            step_metrics=timings,
+            run_metrics=run_metrics,
+            agent_name=self._agent_names.get(run.agent_id or ""),
+        )
 
     async def _optional(self, request: Any, last_try: bool, default: Any) -> Any:
         """404 means "not there" (deleted run, step without metrics); other failures retry later."""
@@ -344,9 +385,13 @@ class Tracker:
             upserts=[self._runs[i] for i in self._changed if i in self._runs],
             deletes=list(self._deleted),
             series=self._metrics.ledger.take_dirty(),
+            exports=[(f.run.id, f.model_dump_json()) for f in self._exports],
         )
         self._changed.clear()
         self._deleted.clear()
+        if self._spans is not None and self._exports:
+            self._spans.submit(self._exports)  # only once committed: a crash can then lose none
+        self._exports = []
 
     def _publish_gauges(self) -> None:
         now = self._clock()

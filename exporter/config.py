@@ -127,6 +127,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("letta_project", _text, None, "Letta Cloud project slug, sent as X-Project"),
     Option("listen_address", _listen, "0.0.0.0:9813", "where /metrics is served (HOST:PORT)"),
+    Option("web_config_file", _text, None, "TLS and basic auth for the endpoints (exporter-toolkit format)"),
     Option("poll_interval", _positive(parse_duration), "15s", "time between polls"),
     Option("state_path", _text, "letta-exporter-state.db", "SQLite state file; :memory: for none"),
     Option("reset_state", parse_bool, "false", "discard an unreadable or unwanted state file at start-up"),
@@ -151,6 +152,7 @@ class Settings:
     letta_api_key: str | None
     letta_project: str | None
     listen_address: str
+    web_config_file: str | None
     poll_interval: float
     state_path: str
     reset_state: bool

@@ -63,6 +63,7 @@ class LettaClient:
             headers["X-Project"] = project
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self._observer = observer
+        self._secret = api_key
         self._retries = retries
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -99,7 +100,7 @@ class LettaClient:
                             endpoint, "malformed_json", "response is not valid JSON", response.status_code
                         ) from None
                 failure = LettaError(
-                    endpoint, f"http_{response.status_code}", _describe(response), response.status_code
+                    endpoint, f"http_{response.status_code}", _describe(response, self._secret), response.status_code
                 )
                 if response.status_code not in RETRY_STATUSES:
                     raise failure
@@ -241,12 +242,15 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _describe(response: httpx.Response) -> str:
-    """Status plus Letta's `detail`, trimmed: enough context for a log line, never a request header."""
+def _describe(response: httpx.Response, secret: str | None) -> str:
+    """Status plus Letta's `detail`, trimmed: context for a log line. A server or proxy that echoes
+    the request's credentials back must not get them into our logs."""
     try:
         body = response.json()
         detail = body.get("detail") if isinstance(body, dict) else None
     except ValueError:
         detail = None
-    text = str(detail if detail is not None else response.text)[:200]
-    return f"HTTP {response.status_code}: {text}"
+    text = str(detail if detail is not None else response.text)
+    if secret:
+        text = text.replace(secret, "<redacted>")
+    return f"HTTP {response.status_code}: {text[:200]}"

@@ -272,6 +272,9 @@ class ExporterMetrics:
             ["metric"],
             registry=r,
         )
+        for name, family in FAMILIES.items():
+            if family.capped:
+                self.series_dropped.labels(name)
         self.ledger = Ledger(on_drop=lambda metric: self.series_dropped.labels(metric).inc(), clock=clock)
         r.register(self.ledger)
         Gauge("letta_exporter_build_info", "Always 1.", ["version", "python_version"], registry=r).labels(

@@ -7,7 +7,10 @@ server share only the thread-safe registry and a `PollStatus`.
 from __future__ import annotations
 
 import html
+import logging
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,8 +22,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.webconfig import WebConfig
 
 StartResponse = Callable[..., Any]
+# Probes carry no credentials (Kubernetes cannot keep a password out of the pod spec); they reveal
+# only liveness and the last poll error, never data.
+UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +47,25 @@ class PollStatus:
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    handshake_timeout = 10.0
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """TLS handshakes happen here, in the connection's own thread, so a slow or broken client
+        never holds up the accept loop."""
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(self.handshake_timeout)
+                request.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake failed", extra={"client": client_address[0], "error": str(exc)})
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-response is not the exporter's error; no traceback on stderr."""
+        error = sys.exc_info()[1]
+        log.debug("HTTP connection error", extra={"client": client_address[0], "error": repr(error)})
 
 
 class _V6Server(_Server):
@@ -59,13 +86,19 @@ class MetricsServer:
         host: str,
         port: int,
         clock: Callable[[], float] = time.time,
+        web: WebConfig | None = None,
     ) -> None:
         self._metrics_app = make_wsgi_app(registry)
         self._status = status
         self._letta_url = letta_url
         self._clock = clock
         server_class = _V6Server if ":" in host else _Server
+        self._web = web or WebConfig()
         self._httpd = make_server(host, port, self._app, server_class=server_class, handler_class=_QuietHandler)
+        if self._web.tls is not None:
+            self._httpd.socket = self._web.tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self._httpd.server_port
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
 
@@ -78,6 +111,10 @@ class MetricsServer:
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if path not in UNAUTHENTICATED and not self._web.authorized(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="letta-exporter"'),
+                                                ("Content-Type", "text/plain"), ("Content-Length", "13")])  # fmt: skip
+            return [b"unauthorized\n"]
         if path == "/metrics":
             return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":

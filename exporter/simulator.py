@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from exporter import faults
 from exporter.model import STOP_REASON_STATUS, STOP_REASONS
 
 VERSION = "0.16.8"
@@ -48,7 +49,9 @@ MODELS = (
 RUN_TYPES = {"sync": "send_message", "stream": "send_message_streaming", "async": "send_message_async"}
 ERRORS = (
     "INTERNAL_SERVER_ERROR: OpenAI API error: Error code: 500 - {'error': {'message': 'upstream failure'}}",
-    "INTERNAL_SERVER_ERROR: OpenAI API returned invalid JSON response (likely an HTML error page)",
+    # as real 0.16.8 stores it for a non-JSON LLM answer (tests/e2e, fake LLM [garbage])
+    "INTERNAL_SERVER_ERROR: OpenAI API returned invalid JSON response (likely an HTML error page): "
+    "Expecting value: line 1 column 1 (char 0)",
 )
 STEPS_LIST_400 = "Argument order does not match type typing.Optional[str]; is False of type <class 'bool'>"
 ROUTES = (  # route templates; SimulatedLetta.requests is keyed by "METHOD <template>"
@@ -81,6 +84,11 @@ class Scenario:
     zombie: float = 0.02  # stays created/running forever
     lagging: float = 0.03  # stream: stop_reason end_turn while status still running, then completed
     tracing: float = 1.0  # fraction of runs whose steps carry a trace_id
+    # fraction of runs whose run JSON carries ttft_ns (Letta <= 0.11, some hosted deployments); 0.16: null
+    ttft: float = 0.0
+    # fraction of completed streams whose LLM answer was unparseable: real 0.16.8 still completes them
+    # (end_turn) with a successful step of 0 tokens and null token details (tests/e2e, [garbage])
+    empty_stream: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class _RunPlan:
     error: str | None
     t_first: float
     t_done: float
+    ttft: float | None = None  # first token, seconds after creation (within the first LLM call); None: unreported
 
     def state(self, age: float) -> tuple[str, str | None, float | None, float | None]:
         """(status, stop_reason, completed_at, run duration) at ``age``; times relative to creation."""
@@ -173,6 +182,7 @@ def _plan(rng: random.Random, sc: Scenario, agents: int, tools: list[str], outco
     error = rng.choice(ERRORS) if outcome == "failed" else None
     n = rng.randint(2 if outcome in ("zombie", "flip") else 1, 4)
     t, t_first, steps = rng.uniform(0.01, 0.06) * s, INF, []
+    t_start = t
     for i in range(n):
         last = i == n - 1
         # a flip run's last LLM call is slow: the cancel cannot interrupt it, its result lands later
@@ -210,10 +220,31 @@ def _plan(rng: random.Random, sc: Scenario, agents: int, tools: list[str], outco
     trace = f"{rng.getrandbits(128):032x}" if rng.random() < sc.tracing else None
     tool_id = rng.choice(tools) if any(st.tool_ns is not None for st in steps) else None
     run_id = _uid(rng, "run")
+    # its own generator, like _ttft: Scenario.empty_stream changes no other part of any plan
+    empty = random.Random(f"{sc.seed}:empty:{run_id}").random() < sc.empty_stream
+    if empty and outcome == "completed" and kind == "stream" and reason == "end_turn" and len(steps) == 1:
+        steps[0] = replace(steps[0], tokens=(0, 0, None, None, None))
     return _RunPlan(
         run_id, agent, 0, kind, outcome, False, trace, tool_id, tuple(steps), status, stop_reason, error,
-        t_first, t_done,
+        t_first, t_done, _ttft(sc, run_id, t_start, steps[0], t_first),
     )  # fmt: skip
+
+
+def _ttft(sc: Scenario, run_id: str, t_start: float, first: _StepPlan, t_first: float) -> float | None:
+    """When the first token arrived, if this run reports it: part way into the first LLM call, and only
+    when that call produced tokens before the run first looked terminal (a failed first call, or a
+    cancel before the first token, has none). Its own generator, so ``Scenario.ttft`` changes no
+    other part of any plan."""
+    if sc.ttft <= 0:
+        return None
+    rng = random.Random(f"{sc.seed}:ttft:{run_id}")
+    at = t_start + rng.uniform(0.05, 0.5) * first.llm_ns / 1e9
+    return at if rng.random() < sc.ttft and first.status == "success" and at < t_first else None
+
+
+def _ns_after(at: float | None, age: float) -> int | None:
+    """``at`` (seconds after creation) in ns once the run is ``age`` seconds old, else None."""
+    return None if at is None or age < at else round(at * 1e9)
 
 
 def _invalid(name: str, kind: str, msg: str, raw: str, **ctx: Any) -> _Reply:
@@ -340,7 +371,8 @@ class SimulatedLetta:
                 "assistant_message_tool_kwarg": "message", "include_return_message_types": None,
             },
             "stop_reason": stop, "callback_url": None, "callback_sent_at": None, "callback_status_code": None,
-            "callback_error": None, "ttft_ns": None,  # §0.3, §0.4: only lists carry the duration
+            "callback_error": None, "ttft_ns": _ns_after(p.ttft, now - p.created_us / 1e6),
+            # §0.3, §0.4: only lists carry the duration
             "total_duration_ns": round(run_s * 1e9) if listed and run_s is not None else None,
         }  # fmt: skip
 
@@ -520,7 +552,8 @@ class SimulatedLetta:
         "terminal": [{"id", "agent_id", "kind" (sync|stream|async), "outcome" (Scenario weight name),
             "historical", "status", "stop_reason" (what the API shows now), "first_terminal_status",
             "first_stop_reason", "first_terminal_at" (epoch s), "created_at", "completed_at" (epoch s,
-            as the API shows it, or null), "run_ns" (null while the API status is active), "model",
+            as the API shows it, or null), "run_ns" (null while the API status is active), "ttft_ns"
+            (null unless ``Scenario.ttft`` picked the run and its first token came), "model",
             "provider", "steps" (number listed now), "steps_by": [{"status", "stop_reason", "model",
             "provider", "count"}], "tokens": {"input", "output", "cached_input", "cache_write",
             "reasoning"}}], "active": [{"id", "agent_id", "status", "created_at", "zombie"}]}``
@@ -562,6 +595,7 @@ class SimulatedLetta:
                 "first_terminal_at": created + p.t_first, "created_at": created,
                 "completed_at": None if done is None else created + done,
                 "run_ns": None if run_s is None else round(run_s * 1e9), "model": model, "provider": provider,
+                "ttft_ns": _ns_after(p.ttft, age),
                 "steps": len(steps), "tokens": tokens, "steps_by": [
                     {"status": st, "stop_reason": sr, "model": model, "provider": provider, "count": n}
                     for (st, sr), n in sorted(groups.items(), key=str)
@@ -579,16 +613,25 @@ class SimulatedLetta:
 
 
 class SimulatorServer:
-    """``sim`` over real HTTP/1.1 on a daemon thread; ``url`` is ``http://host:port``."""
+    """``sim`` over real HTTP/1.1 on a daemon thread; ``url`` is ``http://host:port``. ``handle``
+    replaces ``sim.handle``, e.g. with ``exporter.faults.inject(sim.handle, ...)``."""
 
-    def __init__(self, sim: SimulatedLetta, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        sim: SimulatedLetta,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handle: Callable[[httpx.Request], httpx.Response] | None = None,
+    ) -> None:
+        answer = handle or sim.handle
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 url = f"http://{self.headers.get('host') or host}{self.path}"
-                response = sim.handle(httpx.Request(self.command, url, headers=self.headers.items(), content=body))
+                response = answer(httpx.Request(self.command, url, headers=self.headers.items(), content=body))
                 self.send_response(response.status_code)
                 for key, value in response.headers.items():
                     if key not in ("content-length", "connection"):
@@ -620,9 +663,14 @@ class SimulatorServer:
         self.close()
 
 
-def serve(sim: SimulatedLetta, host: str = "127.0.0.1", port: int = 0) -> SimulatorServer:
+def serve(
+    sim: SimulatedLetta,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    handle: Callable[[httpx.Request], httpx.Response] | None = None,
+) -> SimulatorServer:
     """Start serving ``sim`` on ``host:port`` (0: a free port) in the background; returns at once."""
-    return SimulatorServer(sim, host, port)
+    return SimulatorServer(sim, host, port, handle)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -636,15 +684,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--history", type=int, default=0)
     parser.add_argument("--duration-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--ttft", type=float, default=0.0, help="fraction of runs reporting ttft_ns, as Letta <= 0.11 does (0.16: 0)"
+    )
+    parser.add_argument(
+        "--error-every", type=int, default=0, help="fault injection: answer every Nth request with HTTP 500 (0: never)"
+    )
     a = parser.parse_args(argv)
     scenario = Scenario(
         seed=a.seed, agents=a.agents, runs_per_second=a.runs_per_second, max_runs=a.max_runs,
-        history=a.history, duration_scale=a.duration_scale,
+        history=a.history, duration_scale=a.duration_scale, ttft=a.ttft,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with serve(SimulatedLetta(scenario), a.host, a.port) as server:
+    sim = SimulatedLetta(scenario)
+    handle = faults.inject(sim.handle, faults.ErrorBursts(every=a.error_every, burst=1)) if a.error_every else None
+    with serve(sim, a.host, a.port, handle) as server:
         print(f"simulator listening on {server.url}", flush=True)
         while not stop.wait(0.2):
             pass

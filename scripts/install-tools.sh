@@ -96,3 +96,12 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "install-tools: not root, skipping buildah (tests/test_image.py will skip the build)"
 fi
+
+# Real Letta servers for the e2e tier (tests/e2e), only with WITH_LETTA=1 (`make test-e2e` and .ci/run
+# set it): letta 0.16.8 + PostgreSQL/pgvector binaries into .tools/letta-0.16.8, letta 0.11.7 (SQLite)
+# into .tools/letta-0.11.7. ~2 min and ~2.3 GB the first time; skipped when already installed.
+if [ "${WITH_LETTA:-0}" = 1 ]; then
+  for letta_version in 0.16.8 0.11.7; do
+    TOOLS_DIR="$tools" bash "$root/tests/e2e/letta_server/install.sh" "$letta_version"
+  done
+fi

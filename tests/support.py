@@ -8,6 +8,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -128,8 +129,10 @@ def start_exporter(letta_url: str, *args: str) -> tuple[Process, str]:
     return process, f"http://{listen}"
 
 
-def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+def scrape(
+    base_url: str, headers: dict[str, str] | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{base_url}/metrics", headers=headers, timeout=5).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -139,6 +142,13 @@ def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **match: str) -> float:
     return sum(v for (n, labels), v in samples.items() if n == name and match.items() <= dict(labels).items())
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for servers that cannot report their own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def tool(name: str) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.otlp_receiver import ReceivedSpan, Receiver
-from tests.support import Process, exporter_cmd, scrape, start_simulator, total, wait_until
+from tests.support import Process, exporter_cmd, free_port, scrape, start_simulator, total, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,12 +100,6 @@ def test_trace_ids_equal_the_steps_trace_ids(receiver: Receiver) -> None:
             exporter.stop()
     finally:
         sim.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_collector_outage_loses_nothing_within_the_queue_bound_and_counts_the_rest(receiver: Receiver) -> None:

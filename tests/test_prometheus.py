@@ -1,16 +1,16 @@
-"""A real Prometheus (Debian's package, installed by scripts/install-tools.sh) scrapes the exporter."""
+"""A real Prometheus (Debian's package, installed by scripts/install-tools.sh) scrapes the exporter.
+
+The `stack` fixture (simulator → exporter → Prometheus, once per session) is in conftest.py."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import Process, start_exporter, start_simulator, tool, wait_until
+from tests.conftest import Stack
+from tests.support import tool, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -21,44 +21,14 @@ if PROMETHEUS is None or PROMTOOL is None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """Simulator → exporter → Prometheus (scraping every second, exemplar storage on)."""
-    tmp: Path = tmp_path_factory.mktemp("prometheus")
-    sim, sim_url = start_simulator("--runs-per-second", "10", "--duration-scale", "0.1", "--history", "50")
-    exporter, exporter_url = start_exporter(sim_url, "--poll-interval", "500ms", "--state-path", ":memory:")
-    port = free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: letta-exporter\n    static_configs: [{{targets: ['{exporter_url[7:]}']}}]\n"
-    )
-    prometheus = Process([
-        str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage", "--log.level=warn",
-    ])  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}", exporter_url
-    finally:
-        prometheus.stop()
-        exporter.stop()
-        sim.stop()
-
-
 def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
     body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
     assert body["status"] == "success", body
     return list(body["data"]["result"])
 
 
-def test_prometheus_scrapes_the_exporter_and_sees_runs_finish(stack: tuple[str, str]) -> None:
-    prometheus_url, _ = stack
+def test_prometheus_scrapes_the_exporter_and_sees_runs_finish(stack: Stack) -> None:
+    prometheus_url = stack.prometheus_url
     up = wait_until(lambda: query(prometheus_url, 'up{job="letta-exporter"} == 1'), timeout=60, what="target up")
     assert len(up) == 1
     finished = wait_until(
@@ -74,8 +44,8 @@ def test_prometheus_scrapes_the_exporter_and_sees_runs_finish(stack: tuple[str, 
     assert float(rate[0]["value"][1]) > 0  # type: ignore[index]
 
 
-def test_prometheus_stores_trace_id_exemplars(stack: tuple[str, str]) -> None:
-    prometheus_url, _ = stack
+def test_prometheus_stores_trace_id_exemplars(stack: Stack) -> None:
+    prometheus_url = stack.prometheus_url
 
     def exemplars() -> list[dict[str, object]]:
         body = httpx.get(
@@ -89,8 +59,8 @@ def test_prometheus_stores_trace_id_exemplars(stack: tuple[str, str]) -> None:
     assert all(len(e["labels"]["trace_id"]) == 32 for e in found)  # type: ignore[index]
 
 
-def test_promtool_accepts_the_exposition(stack: tuple[str, str]) -> None:
-    _, exporter_url = stack
+def test_promtool_accepts_the_exposition(stack: Stack) -> None:
+    exporter_url = stack.exporter_url
     text = httpx.get(f"{exporter_url}/metrics").text
     assert "letta_runs_finished_total" in text
     check = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)

@@ -458,6 +458,47 @@ def test_truth_agrees_with_what_the_api_shows(make: Any) -> None:
     assert {"completed", "failed", "cancelled", "flip", "lagging"} <= set(outcomes)
 
 
+def test_ttft_is_reported_for_the_chosen_fraction_inside_the_first_llm_call(make: Any) -> None:
+    """Scenario.ttft: run JSON carries ttft_ns (as Letta <= 0.11 and some hosted deployments do) for that
+    fraction of runs, deterministically, before the run's first terminal moment, and nothing else changes."""
+    shape = {"seed": 5, "history": 40, "runs_per_second": 20, "max_runs": 200, "duration_scale": 0.1}
+    plain, half, again, full = make(**shape), make(**shape, ttft=0.5), make(**shape, ttft=0.5), make(**shape, ttft=1.0)
+    for s in (plain, half, again, full):
+        s.clock.t += 12
+    assert all(r["ttft_ns"] is None for r in plain.runs())  # the 0.16 default
+    without = [{k: v for k, v in r.items() if k != "ttft_ns"} for r in half.runs()]
+    assert without == [{k: v for k, v in r.items() if k != "ttft_ns"} for r in plain.runs()]
+    assert half.runs() == again.runs() and half.sim.truth() == again.sim.truth()
+
+    reported = {}
+    for s, fraction in ((half, 0.5), (full, 1.0)):
+        truth, runs = s.sim.truth(), {r["id"]: r for r in s.runs()}
+        for entry in truth["terminal"]:
+            ttft = entry["ttft_ns"]
+            assert ttft == runs[entry["id"]]["ttft_ns"] == s.get(f"/v1/runs/{entry['id']}")["ttft_ns"]
+            assert parse(Run, runs[entry["id"]]).ttft_ns == ttft
+            if ttft is not None:
+                assert 0 < ttft < (entry["first_terminal_at"] - entry["created_at"]) * 1e9
+                assert entry["run_ns"] is None or ttft < entry["run_ns"]
+            if entry["outcome"] == "failed" and entry["steps"] == 1:
+                assert ttft is None  # the only LLM call failed: no token
+        for entry in truth["active"]:
+            ttft = runs[entry["id"]]["ttft_ns"]
+            assert ttft is None or ttft <= (truth["now"] - entry["created_at"]) * 1e9
+        completed = [e["ttft_ns"] for e in truth["terminal"] if e["outcome"] == "completed"]
+        share = sum(t is not None for t in completed) / len(completed)
+        assert share == 1.0 if fraction == 1.0 else 0.35 < share < 0.65, share
+        reported[fraction] = next(e for e in truth["terminal"] if e["ttft_ns"] and not e["historical"])
+
+    # ttft_ns appears when the first token does, not before
+    entry = reported[0.5]
+    early = make(**shape, ttft=0.5)
+    early.clock.t = entry["created_at"] + entry["ttft_ns"] / 2e9
+    assert early.get(f"/v1/runs/{entry['id']}")["ttft_ns"] is None
+    early.clock.t = entry["created_at"] + entry["ttft_ns"] / 1e9 + 1e-3
+    assert early.get(f"/v1/runs/{entry['id']}")["ttft_ns"] == entry["ttft_ns"]
+
+
 def test_history_is_terminal_and_precedes_the_start(make: Any) -> None:
     s = make(seed=4, history=30, history_span_s=600.0, runs_per_second=0)
     truth = s.sim.truth()
@@ -518,3 +559,37 @@ def test_module_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_unparseable_stream_answer_completes_with_a_zero_token_step(make: Any) -> None:
+    """Real 0.16.8 (tests/e2e, fake LLM [garbage] on a token stream): the run still completes with
+    end_turn, its one step succeeds with 0 tokens and null token details; truth agrees."""
+    shape = {
+        "seed": 7,
+        "history": 60,
+        "runs_per_second": 20,
+        "max_runs": 100,
+        "duration_scale": 0.1,
+        **only("completed"),
+    }
+    s, none = make(**shape, empty_stream=1.0), make(**shape, empty_stream=0.0)
+    for sim in (s, none):
+        sim.clock.t += 12
+    truth = {t["id"]: t for t in s.sim.truth()["terminal"]}
+    empty = 0
+    for run in s.runs():
+        steps = s.steps(run["id"])
+        zero = [st for st in steps if st["status"] == "success" and st["prompt_tokens"] == 0]
+        if not zero:
+            continue
+        empty += 1
+        assert run["metadata"]["run_type"] == "send_message_streaming" and len(steps) == 1
+        assert (run["status"], run["stop_reason"], zero[0]["stop_reason"]) == ("completed", "end_turn", "end_turn")
+        assert zero[0]["completion_tokens"] == 0 and zero[0]["prompt_tokens_details"] is None
+        assert zero[0]["completion_tokens_details"] is None and zero[0]["cached_input_tokens"] is None
+        assert parse(Step, zero[0]).tokens() == dict.fromkeys(
+            ("input", "output", "cached_input", "cache_write", "reasoning"), 0
+        )
+        assert set(truth[run["id"]]["tokens"].values()) == {0}
+    assert empty > 0
+    assert not any(st["prompt_tokens"] == 0 for r in none.runs() for st in none.steps(r["id"]))

@@ -86,3 +86,44 @@ app.kubernetes.io/part-of: letta-exporter
 {{- define "letta-exporter.rulesFile" -}}
 files/letta-exporter.rules.yml
 {{- end }}
+
+{{/* Where webConfig.existingSecret is mounted (its own directory: a mount inside the read-only
+config volume would need a mount point the runtime cannot create there). */}}
+{{- define "letta-exporter.webDir" -}}
+/etc/letta-exporter-web
+{{- end }}
+
+{{/* Checks of the webConfig values against each other; renders nothing. */}}
+{{- define "letta-exporter.validateWebConfig" -}}
+{{- with .Values.webConfig }}
+{{- if not .existingSecret }}
+{{- if .tls }}
+{{- fail "webConfig.tls needs webConfig.existingSecret: the Secret with web-config.yml and the certificate and key" }}
+{{- end }}
+{{- if .basicAuth }}
+{{- fail "webConfig.basicAuth needs webConfig.existingSecret: the Secret with web-config.yml" }}
+{{- end }}
+{{- if .caKey }}
+{{- fail "webConfig.caKey needs webConfig.existingSecret: the Secret that holds the CA certificate" }}
+{{- end }}
+{{- end }}
+{{- if and .caKey (not .tls) }}
+{{- fail "webConfig.caKey is only used with webConfig.tls=true" }}
+{{- end }}
+{{- end }}
+{{- if .Values.webConfig.existingSecret }}
+{{- range .Values.extraArgs }}
+{{- if hasPrefix "--web-config-file" . }}
+{{- fail (printf "extraArgs: %s conflicts with webConfig.existingSecret, which sets --web-config-file; use one of them" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and $.Values.serviceMonitor.tlsConfig (not $.Values.webConfig.tls) }}
+{{- fail "serviceMonitor.tlsConfig is only used with webConfig.tls=true (the ServiceMonitor scrapes over plain HTTP otherwise)" }}
+{{- end }}
+{{- end }}
+
+{{/* `http` or `https`: how the endpoints are served. */}}
+{{- define "letta-exporter.scheme" -}}
+{{- if .Values.webConfig.tls }}https{{ else }}http{{ end }}
+{{- end }}

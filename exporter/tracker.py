@@ -225,7 +225,8 @@ class Tracker:
                 record.status = run.status
                 self._changed.add(run.id)
         await self._take_new(untracked)
-        gone = [r for r in followed if r.id not in listed or r.status in TERMINAL_STATUSES]
+        ready = {run.id for run in finished}
+        gone = [r for r in followed if r.id not in ready and (r.id not in listed or r.status in TERMINAL_STATUSES)]
         fetched = await asyncio.gather(*(self._fetch_run(r.id) for r in gone))
         for record, run in zip(gone, fetched, strict=True):
             if run is None:
@@ -284,6 +285,8 @@ class Tracker:
         await self._finish([run for run in runs if run.terminal])
 
     async def _finish(self, runs: list[Run]) -> None:
+        """Count each run once, even if two paths of one poll found it finished."""
+        runs = list({run.id: run for run in runs if self._runs[run.id].phase == "active"}.values())
         if self._spans is not None and any(r.agent_id not in self._agent_names for r in runs if r.agent_id):
             await self._refresh_agent_names()
         results = await asyncio.gather(*(self._details(run) for run in runs), return_exceptions=True)

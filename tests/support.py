@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -81,6 +82,14 @@ class Process:
             if match := regex.search(line):
                 return match
         raise AssertionError(f"{self.args[:3]} printed no line matching {pattern!r}:\n{''.join(self.output)[-3000:]}")
+
+    def kill_after(self, seconds: float) -> None:
+        """Let the process work for `seconds` (a chosen crash point, not a wait for an event), then
+        `kill -9` it; it must still be running by then."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(seconds)
+        assert self.proc.poll() is None, f"{self.args[:3]} exited early:\n{self.text()[-2000:]}"
+        self.stop(signal.SIGKILL)
 
     def text(self) -> str:
         return "".join(self.output)

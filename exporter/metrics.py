@@ -127,6 +127,7 @@ class Ledger:
     def _preinitialise(self) -> None:
         """Series alerts and dashboards rely on exist (at 0) before the first event."""
         self.inc("letta_runs_created", (), 0)
+        self.inc("letta_run_terminal_status_changes", ("cancelled", "completed"), 0)  # Letta's known overwrite
         for status in TERMINAL_STATUSES:
             for reason in [r for r, s in STOP_REASON_STATUS.items() if s == status] + [NONE]:
                 self.inc("letta_runs_finished", (status, reason), 0)

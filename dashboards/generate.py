@@ -644,11 +644,19 @@ def overview() -> Spec:
                 width=8,
             ),
             Panel(
+                "Letta clock offset",
+                "Letta's clock minus the exporter's, from Letta's Date header. Run ages (stuck, expired) "
+                "are measured on Letta's clock; a large offset means one of the two hosts lacks NTP.",
+                (Target(f"{m.SERVER_CLOCK_OFFSET}{sel()}", "{{instance}}"),),
+                width=8,
+                unit="s",
+            ),
+            Panel(
                 "Exporter versions",
                 "letta_exporter_build_info per instance.",
                 (Target(f"{m.BUILD_INFO}{sel()}", instant=True, format="table"),),
                 kind="table",
-                width=24,
+                width=16,
                 height=5,
             ),
         ),

@@ -27,6 +27,7 @@ API_REQUESTS = "letta_exporter_api_requests_total"
 API_REQUEST_DURATION = "letta_exporter_api_request_duration_seconds"
 PARSE_ERRORS = "letta_exporter_parse_errors_total"
 TRACKED_RUNS = "letta_exporter_tracked_runs"
+SERVER_CLOCK_OFFSET = "letta_exporter_server_clock_offset_seconds"
 SPANS_EXPORTED = "letta_exporter_spans_exported_total"
 SPANS_DROPPED = "letta_exporter_spans_dropped_total"
 SERIES_DROPPED = "letta_exporter_series_dropped_total"  # label sets folded to "other" by the series caps
@@ -54,6 +55,7 @@ ALL = (
     API_REQUEST_DURATION,
     PARSE_ERRORS,
     TRACKED_RUNS,
+    SERVER_CLOCK_OFFSET,
     SPANS_EXPORTED,
     SPANS_DROPPED,
     SERIES_DROPPED,

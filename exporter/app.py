@@ -72,7 +72,9 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     tracker = Tracker(client, store, metrics, tracker_settings(settings), spans=delivery)
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
-    server = MetricsServer(metrics.registry, status, settings.letta_url, host, port, web=web)
+    server = MetricsServer(
+        metrics.registry, status, settings.letta_url, host, port, web=web, generation=lambda: status.polls
+    )
     server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

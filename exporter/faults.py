@@ -9,11 +9,17 @@ so a test can compare the exporter's counters with the simulator's ground truth 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+
+from exporter.model import parse_timestamp
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -82,6 +88,21 @@ class Unreachable:
 
 
 @dataclass
+class Slow(_Counter):
+    """Every `every`-th answer held back `seconds` (an overloaded server; beyond the client's timeout, a hang)."""
+
+    every: int = 5
+    seconds: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+        n = self.tick(request)
+        if n is not None and n % self.every == 0:
+            self.sleep(self.seconds)
+        return forward(request)
+
+
+@dataclass
 class TruncatedJson(_Counter):
     """Every `every`-th answer cut in half: a proxy timing out mid-body."""
 
@@ -103,6 +124,7 @@ class RewriteRuns:
 
     select: Callable[[str], bool]
     rewrite: Callable[[dict[str, Any]], dict[str, Any]]
+    resort: bool = False  # list pages re-sorted newest first, as Letta sorts rewritten created_at
     rewritten: set[str] = field(default_factory=set)
 
     def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
@@ -119,6 +141,8 @@ class RewriteRuns:
 
         if request.url.path.rstrip("/") == "/v1/runs":
             body = [fix(run) for run in body]
+            if self.resort:
+                body.sort(key=lambda run: parse_timestamp(run.get("created_at")) or _EPOCH, reverse=True)
         elif request.url.path.count("/") == 3:
             body = fix(body)
         return httpx.Response(200, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})

@@ -12,6 +12,7 @@ import email.utils
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC
 from typing import Any, Protocol
 
 import httpx
@@ -20,6 +21,8 @@ from exporter import __version__
 from exporter.model import parse_timestamp
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DATE_RESOLUTION = 2.0  # seconds: `Date` has whole seconds, plus latency; smaller offsets are noise
+MAX_CLOCK_OFFSET = 86400.0  # a `Date` further off than this is a broken header, not a clock
 
 
 class Observer(Protocol):
@@ -55,6 +58,7 @@ class LettaClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         headers = {"User-Agent": f"letta-exporter/{__version__}", "Accept": "application/json"}
         if api_key:
@@ -69,6 +73,8 @@ class LettaClient:
         self._max_backoff = max_backoff
         self._sleep = sleep
         self._jitter = jitter
+        self._clock = clock
+        self.clock_offset = 0.0  # Letta's clock minus ours: its timestamps are compared with "now"
         # Which cursor parameter pages to older runs on this server (0.14+: before; 0.12-0.13: after).
         self._older_cursor: str | None = None
 
@@ -92,6 +98,7 @@ class LettaClient:
                 delay = self._delay(attempt, None)
             else:
                 self._observer.api_request(endpoint, str(response.status_code), time.perf_counter() - started)
+                self._observe_date(response.headers.get("Date"))
                 if response.is_success:
                     try:
                         return response.json()
@@ -109,6 +116,17 @@ class LettaClient:
                 raise failure
             attempt += 1
             await self._sleep(delay)
+
+    def _observe_date(self, value: str | None) -> None:
+        if not value:
+            return
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            offset = when.replace(tzinfo=when.tzinfo or UTC).timestamp() - self._clock()
+        except (TypeError, ValueError, OverflowError):
+            return
+        if abs(offset) <= MAX_CLOCK_OFFSET:
+            self.clock_offset = offset if abs(offset) >= DATE_RESOLUTION else 0.0
 
     def _delay(self, attempt: int, retry_after: str | None) -> float | None:
         """Exponential backoff with jitter; a longer Retry-After wins. None: a Retry-After beyond

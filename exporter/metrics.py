@@ -47,6 +47,7 @@ PROBLEM_KINDS = (
     "not_an_object",
     "cursor_not_advancing",
     "run_not_found",
+    "future_timestamp",
 )
 
 
@@ -288,6 +289,11 @@ class ExporterMetrics:
             registry=r,
         )
         self.poll_duration = Gauge("letta_exporter_poll_duration_seconds", "Duration of the last poll.", registry=r)
+        self.clock_offset = Gauge(
+            "letta_exporter_server_clock_offset_seconds",
+            "Letta's clock minus the exporter's, from its Date header (0 within the header's 1 s resolution).",
+            registry=r,
+        )
         self.api_requests = Counter(
             "letta_exporter_api_requests", "Requests to Letta.", ["endpoint", "code"], registry=r
         )

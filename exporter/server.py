@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.exposition import Snapshots
 from exporter.webconfig import WebConfig
 
 StartResponse = Callable[..., Any]
@@ -87,8 +88,14 @@ class MetricsServer:
         port: int,
         clock: Callable[[], float] = time.time,
         web: WebConfig | None = None,
+        generation: Callable[[], int] | None = None,
     ) -> None:
-        self._metrics_app = make_wsgi_app(registry)
+        """`generation` (the poll count) lets scrapes between two polls share one rendering."""
+        self._metrics_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] = (
+            make_wsgi_app(registry)
+            if generation is None
+            else Snapshots(registry, generation, max_age=status.poll_interval)
+        )
         self._status = status
         self._letta_url = letta_url
         self._clock = clock
@@ -116,7 +123,7 @@ class MetricsServer:
                                                 ("Content-Type", "text/plain"), ("Content-Length", "13")])  # fmt: skip
             return [b"unauthorized\n"]
         if path == "/metrics":
-            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return self._metrics_app(environ, start_response)
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
         if path == "/readyz":

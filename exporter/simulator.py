@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
+import email.utils
 import random
 import re
 import signal
@@ -38,7 +39,8 @@ ORG = "org-00000000-0000-4000-8000-000000000000"
 RUN_STATUSES = ("created", "running", "completed", "failed", "cancelled")  # 0.16.8 RunStatus
 OUTCOMES = ("completed", "failed", "cancelled", "flip", "zombie", "lagging")
 INF = float("inf")
-# model, provider_name, handle, endpoint, context window. Agent i uses MODELS[i % 4] for every step.
+# model, provider_name, handle, endpoint, context window. Agent i uses MODELS[i % 4] for every step
+# (with Scenario.models > 4, fine-tunes of them: see _model).
 MODELS = (
     ("gpt-4o-mini", "openai", "openai/gpt-4o-mini", "https://api.openai.com/v1", 128000),
     ("claude-sonnet-4", "anthropic", "anthropic/claude-sonnet-4", "https://api.anthropic.com/v1", 200000),
@@ -89,6 +91,9 @@ class Scenario:
     # fraction of completed streams whose LLM answer was unparseable: real 0.16.8 still completes them
     # (end_turn) with a successful step of 0 tokens and null token details (tests/e2e, [garbage])
     empty_stream: float = 0.02
+    # distinct model names: agent i uses model i % models; past the four of MODELS, fine-tunes of
+    # them (``gpt-4o-mini-ft4``): many label sets for series-cardinality and scrape-load tests
+    models: int = 4
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,14 @@ def _pick(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(names, [weights.get(k, 1.0) for k in names])[0]
 
 
+def _model(agent: int, models: int) -> tuple[str, str, str, str, int]:
+    index = agent % max(1, models)
+    model, provider, handle, endpoint, window = MODELS[index % len(MODELS)]
+    if index < len(MODELS):
+        return model, provider, handle, endpoint, window
+    return f"{model}-ft{index}", provider, f"{handle}-ft{index}", endpoint, window
+
+
 def _plan(rng: random.Random, sc: Scenario, agents: int, tools: list[str], outcome: str) -> _RunPlan:
     """Plan a run relative to its creation (``created_us`` is set by the caller)."""
     s = sc.duration_scale
@@ -177,7 +190,7 @@ def _plan(rng: random.Random, sc: Scenario, agents: int, tools: list[str], outco
         kinds = {"sync": 0.6, "async": 0.4}
     kind = {"cancelled": "stream", "lagging": "stream", "flip": "async"}.get(outcome) or _pick(rng, kinds)
     agent = rng.randrange(agents)
-    provider = MODELS[agent % len(MODELS)][1]
+    provider = _model(agent, sc.models)[1]
     reason = _pick(rng, {"end_turn": 0.9, "max_steps": 0.05, "requires_approval": 0.05})
     error = rng.choice(ERRORS) if outcome == "failed" else None
     n = rng.randint(2 if outcome in ("zombie", "flip") else 1, 4)
@@ -377,7 +390,7 @@ class SimulatedLetta:
         }  # fmt: skip
 
     def _step_json(self, p: _RunPlan, s: _StepPlan, finished: bool) -> dict[str, Any]:
-        model, provider, handle, endpoint, window = MODELS[p.agent % len(MODELS)]
+        model, provider, handle, endpoint, window = _model(p.agent, self.scenario.models)
         prompt, completion, cached, write, think = s.tokens if finished else (0, 0, None, None, None)
         failed = finished and s.error is not None
         trace = f"Traceback (most recent call last):\nletta.errors.LLMServerError: {s.error}\n"
@@ -404,23 +417,28 @@ class SimulatedLetta:
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Serve one request; usable as ``httpx.MockTransport(sim.handle)``."""
         with self._lock:
-            path, method = request.url.path, request.method
-            route = next(((t, m.groupdict()) for p, t in _PATTERNS if (m := p.match(path))), None)
-            try:
-                if route is None:
-                    alt = path[:-1] if path.endswith("/") else path + "/"
-                    if any(p.match(alt) for p, _ in _PATTERNS):  # FastAPI's redirect_slashes
-                        self.requests[f"{method} (redirect)"] += 1
-                        raise _Reply(307, headers={"location": str(request.url.copy_with(path=alt))})
-                    self.requests[f"{method} (unmatched)"] += 1
-                    raise _Reply(404, {"detail": "Not Found"})
-                self.requests[f"{method} {route[0]}"] += 1
-                if method != "GET":
-                    raise _Reply(405, {"detail": "Method Not Allowed"})
-                return httpx.Response(200, json=self._route(route[0], route[1], request.url.params))
-            except _Reply as reply:
-                body = {} if reply.body is None else {"json": reply.body}
-                return httpx.Response(reply.status, headers=reply.headers, **body)
+            response = self._answer(request)
+        response.headers["Date"] = email.utils.formatdate(self.clock(), usegmt=True)  # as uvicorn sends it
+        return response
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        path, method = request.url.path, request.method
+        route = next(((t, m.groupdict()) for p, t in _PATTERNS if (m := p.match(path))), None)
+        try:
+            if route is None:
+                alt = path[:-1] if path.endswith("/") else path + "/"
+                if any(p.match(alt) for p, _ in _PATTERNS):  # FastAPI's redirect_slashes
+                    self.requests[f"{method} (redirect)"] += 1
+                    raise _Reply(307, headers={"location": str(request.url.copy_with(path=alt))})
+                self.requests[f"{method} (unmatched)"] += 1
+                raise _Reply(404, {"detail": "Not Found"})
+            self.requests[f"{method} {route[0]}"] += 1
+            if method != "GET":
+                raise _Reply(405, {"detail": "Method Not Allowed"})
+            return httpx.Response(200, json=self._route(route[0], route[1], request.url.params))
+        except _Reply as reply:
+            body = {} if reply.body is None else {"json": reply.body}
+            return httpx.Response(reply.status, headers=reply.headers, **body)
 
     def _route(self, template: str, args: dict[str, str], q: httpx.QueryParams) -> Any:
         now = self.clock()
@@ -528,7 +546,7 @@ class SimulatedLetta:
         out = []
         ids = {a: i for i, a in enumerate(self.agents)}  # agent i was created i µs after agent 0
         for i in _page(len(ids), ids.get, q, False, None)[: _int(q, "limit", 50)]:
-            model, provider, handle, endpoint, window = MODELS[i % len(MODELS)]
+            model, provider, handle, endpoint, window = _model(i, self.scenario.models)
             created = _iso(self._agents_us + i)
             out.append({
                 "id": self.agents[i], "name": f"sim-agent-{i}", "agent_type": "letta_v1_agent",
@@ -580,7 +598,7 @@ class SimulatedLetta:
                 active.append({"id": p.id, "agent_id": self.agents[p.agent], "status": status,
                                "created_at": created, "zombie": p.outcome == "zombie"})  # fmt: skip
                 continue
-            model, provider = MODELS[p.agent % len(MODELS)][:2]
+            model, provider = _model(p.agent, self.scenario.models)[:2]
             steps = list(p.visible(age))
             groups = collections.Counter((s.status, s.stop_reason) if f else ("pending", None) for s, f in steps)
             tokens = dict.fromkeys(("input", "output", "cached_input", "cache_write", "reasoning"), 0)
@@ -601,8 +619,8 @@ class SimulatedLetta:
                     for (st, sr), n in sorted(groups.items(), key=str)
                 ],
             })  # fmt: skip
-        agents = [{"id": a, "name": f"sim-agent-{i}", "model": MODELS[i % len(MODELS)][0],
-                   "provider": MODELS[i % len(MODELS)][1]} for i, a in enumerate(self.agents)]  # fmt: skip
+        agents = [{"id": a, "name": f"sim-agent-{i}", "model": _model(i, self.scenario.models)[0],
+                   "provider": _model(i, self.scenario.models)[1]} for i, a in enumerate(self.agents)]  # fmt: skip
         totals = {
             "total": len(runs),
             "historical": sum(p.historical for p in runs),
@@ -632,7 +650,7 @@ class SimulatorServer:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 url = f"http://{self.headers.get('host') or host}{self.path}"
                 response = answer(httpx.Request(self.command, url, headers=self.headers.items(), content=body))
-                self.send_response(response.status_code)
+                self.send_response_only(response.status_code)  # the Date header is the simulator's clock
                 for key, value in response.headers.items():
                     if key not in ("content-length", "connection"):
                         self.send_header(key, value)
@@ -680,6 +698,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8283)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--agents", type=int, default=3)
+    parser.add_argument("--models", type=int, default=4, help="distinct model names (past 4: fine-tunes)")
     parser.add_argument("--runs-per-second", type=float, default=2.0)
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--history", type=int, default=0)
@@ -690,16 +709,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--error-every", type=int, default=0, help="fault injection: answer every Nth request with HTTP 500 (0: never)"
     )
+    parser.add_argument("--slow-every", type=int, default=0, help="fault injection: hold back every Nth answer")
+    parser.add_argument("--slow-seconds", type=float, default=1.5, help="how long --slow-every holds an answer back")
     a = parser.parse_args(argv)
     scenario = Scenario(
         seed=a.seed, agents=a.agents, runs_per_second=a.runs_per_second, max_runs=a.max_runs,
-        history=a.history, duration_scale=a.duration_scale, ttft=a.ttft,
+        history=a.history, duration_scale=a.duration_scale, ttft=a.ttft, models=a.models,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     sim = SimulatedLetta(scenario)
-    handle = faults.inject(sim.handle, faults.ErrorBursts(every=a.error_every, burst=1)) if a.error_every else None
+    injected: list[faults.Fault] = []
+    if a.error_every:
+        injected.append(faults.ErrorBursts(every=a.error_every, burst=1))
+    if a.slow_every:
+        injected.append(faults.Slow(every=a.slow_every, seconds=a.slow_seconds))
+    handle = faults.inject(sim.handle, *injected) if injected else None
     with serve(sim, a.host, a.port, handle) as server:
         print(f"simulator listening on {server.url}", flush=True)
         while not stop.wait(0.2):

@@ -2,14 +2,18 @@
 
 Letta lists runs only by creation time, and they change state afterwards. Each poll therefore:
 1. pages **new** runs newest-first down to the watermark (minus a short visibility window, since
-   rows can become visible slightly out of order), skipping ids it already knows;
-2. lists the **active** runs once (only when it tracks any) and GETs each tracked run that left
-   that set, to learn how it ended;
-3. re-checks recently cancelled runs a few times, because Letta can overwrite `cancelled` with
-   `completed` (counted in `letta_run_terminal_status_changes_total`, never recounted);
+   rows can become visible slightly out of order), counting the ids it does not know; the same
+   pages show the tracked runs of that window as they are now, so most runs are seen finishing
+   there, with the duration only listings carry;
+2. lists the **active** runs (only while it tracks runs older than that window) and GETs each
+   one that left that set, to learn how it ended;
+3. re-checks recently cancelled runs a few times (from the listing while they are in it), because
+   Letta can overwrite `cancelled` with `completed` (counted in
+   `letta_run_terminal_status_changes_total`, never recounted);
 4. counts runs active for longer than `expire_after` once as `expired`;
 5. commits everything it decided in one state-store transaction.
-Requests per poll thus depend on the rate of new and finishing runs, never on history.
+Requests per poll thus depend on the rate of new and finishing runs, never on history: about one
+list request per poll plus the steps of each finished run (and its step metrics, if enabled).
 """
 
 from __future__ import annotations
@@ -99,15 +103,21 @@ class Tracker:
     def runs(self) -> Mapping[str, RunRecord]:
         return self._runs
 
+    @property
+    def bootstrapped(self) -> bool:
+        """Whether the first listing has fixed what existed before counting began."""
+        return self._watermark is not None
+
     async def poll(self) -> bool:
         """One poll; True when Letta was reached and understood. Never raises for Letta's faults."""
         started = time.perf_counter()
         try:
+            listing = _Listing()
             if self._watermark is None:
                 await self._bootstrap()
             else:
-                await self._discover()
-            await self._follow_active()
+                listing = await self._discover()
+            await self._follow_active(listing)
             await self._recheck()
             await self._expire()
         except LettaError as exc:
@@ -135,14 +145,13 @@ class Tracker:
 
     async def _bootstrap(self) -> None:
         """First start: remember what exists without counting it, except inside --backfill."""
-        backfill_floor = self._clock() - self._settings.backfill if self._settings.backfill > 0 else None
+        backfill_floor = self._server_now() - self._settings.backfill if self._settings.backfill > 0 else None
         newest: float | None = None
         new: list[Run] = []
         async with self._crawl() as runs:
             async for raw in runs:
-                created = _created(raw)
+                created = self._created(raw)
                 if created is None:
-                    self._parse(Run, raw, "invalid_run")
                     continue
                 newest = created if newest is None else newest
                 if created < newest - VISIBILITY_WINDOW and (backfill_floor is None or created < backfill_floor):
@@ -180,31 +189,49 @@ class Tracker:
             },
         )
 
-    async def _discover(self) -> None:
+    async def _discover(self) -> _Listing:
+        """New runs since the watermark. The same listing shows the tracked runs created in the
+        window with their current status (and, unlike GET, `total_duration_ns`), so those that
+        finished are taken from it — no GET and no `/metrics` per run, no active listing while
+        every tracked run is that young — and so are re-checks of the runs it shows."""
         assert self._watermark is not None
         floor = self._watermark - VISIBILITY_WINDOW
         newest: float | None = None
         new: list[Run] = []
+        seen: dict[str, Run] = {}
+        since = math.inf
         async with self._crawl() as runs:
             async for raw in runs:
-                created = _created(raw)
+                created = self._created(raw)
                 if created is None:
-                    self._parse(Run, raw, "invalid_run")
                     continue
                 newest = created if newest is None else newest
                 if created < floor or created < newest - self._settings.max_catchup:
+                    since = max(floor, newest - self._settings.max_catchup)
                     break
-                if str(raw.get("id")) in self._runs:
+                since = created
+                record = self._runs.get(str(raw.get("id")))
+                if record is not None and record.phase != "active" and record.recheck_at is None:
                     continue
                 run = self._parse(Run, raw, "invalid_run")
-                if run is not None:
+                if run is None:
+                    continue
+                if record is None:
                     new.append(run)
+                elif record.phase == "active":
+                    seen[run.id] = run
+                else:
+                    self._rechecked(record, run)
         await self._take_new(new)
+        await self._finish(self._compare(seen))
         if newest is not None:
             self._watermark = max(self._watermark, newest)
+        return _Listing(since, frozenset(seen))
 
-    async def _follow_active(self) -> None:
-        followed = [r for r in self._runs.values() if r.phase in ("active", "expired")]
+    async def _follow_active(self, listing: _Listing) -> None:
+        """Tracked runs `_discover` did not just see: list the active ones, GET those that left
+        that set (or vanished) to learn how they ended."""
+        followed = [r for r in self._runs.values() if r.phase in ("active", "expired") and not listing.shows(r)]
         if not followed:
             return
         listed: dict[str, Run] = {}
@@ -213,17 +240,8 @@ class Tracker:
                 run = self._parse(Run, raw, "invalid_run")
                 if run is not None:
                     listed[run.id] = run
-        finished: list[Run] = []
-        untracked: list[Run] = []
-        for run in listed.values():
-            record = self._runs.get(run.id)
-            if record is None:
-                untracked.append(run)
-            elif record.phase == "active" and run.terminal:
-                finished.append(run)  # Letta's lagging status: already terminal by its stop reason
-            elif record.phase == "active" and record.status != run.status:
-                record.status = run.status
-                self._changed.add(run.id)
+        untracked = [run for run in listed.values() if run.id not in self._runs]
+        finished = self._compare(listed)
         await self._take_new(untracked)
         ready = {run.id for run in finished}
         gone = [r for r in followed if r.id not in ready and (r.id not in listed or r.status in TERMINAL_STATUSES)]
@@ -234,28 +252,51 @@ class Tracker:
             if record.phase == "expired":
                 if run.terminal:
                     self._status_changed(record, "expired", run.status)
-                    self._forget(record.id)
+                    record.phase = "done"  # kept until pruned: a listing may still show it
             elif run.terminal:
                 finished.append(run)
         await self._finish(finished)
+
+    def _compare(self, listed: Mapping[str, Run]) -> list[Run]:
+        """Take tracked runs' current status from a listing; returns those it shows finished
+        (Letta's lagging status included: terminal by its stop reason)."""
+        finished: list[Run] = []
+        for run in listed.values():
+            record = self._runs.get(run.id)
+            if record is None or record.phase != "active":
+                continue
+            if run.terminal:
+                finished.append(run)
+            elif record.status != run.status:
+                record.status = run.status
+                self._changed.add(run.id)
+        return finished
 
     async def _recheck(self) -> None:
         now = self._clock()
         due = [r for r in self._runs.values() if r.recheck_at is not None and r.recheck_at <= now]
         fetched = await asyncio.gather(*(self._fetch_run(r.id) for r in due))
         for record, run in zip(due, fetched, strict=True):
-            if run is None:
-                continue
-            if run.terminal and run.status != record.counted_status:
-                self._status_changed(record, record.counted_status or "none", run.status)
-            interval = (record.recheck_interval or self._settings.first_recheck) * 2
-            keep = interval <= self._settings.recheck_window and record.counted_status in RECHECK_STATUSES
-            record.recheck_at, record.recheck_interval = (now + interval, interval) if keep else (None, None)
-            self._changed.add(record.id)
+            if run is not None:
+                self._rechecked(record, run)
+
+    def _rechecked(self, record: RunRecord, run: Run) -> None:
+        """A re-check's answer (a GET, or free from a listing): count a change of the terminal
+        status; when due, schedule the next re-check at twice the interval."""
+        changed = run.terminal and run.status != record.counted_status
+        if changed:
+            self._status_changed(record, record.counted_status or "none", run.status)
+        now = self._clock()
+        if not changed and record.recheck_at is not None and record.recheck_at > now:
+            return
+        interval = (record.recheck_interval or self._settings.first_recheck) * 2
+        keep = interval <= self._settings.recheck_window and record.counted_status in RECHECK_STATUSES
+        record.recheck_at, record.recheck_interval = (now + interval, interval) if keep else (None, None)
+        self._changed.add(record.id)
 
     async def _expire(self) -> None:
         """Count runs active for too long once as expired; their steps so far still join Letta's trace."""
-        now = self._clock()
+        now = self._server_now()
         oldest_allowed = now - self._settings.expire_after
         due = [
             r for r in self._runs.values()
@@ -407,7 +448,7 @@ class Tracker:
         self._exports = []
 
     def _publish_gauges(self) -> None:
-        now = self._clock()
+        now = self._server_now()
         by_status: dict[str, int] = {}
         stuck: dict[str, int] = {}
         oldest: float | None = None
@@ -418,7 +459,9 @@ class Tracker:
             if now - record.created_at > self._settings.stuck_after:
                 stuck[record.status] = stuck.get(record.status, 0) + 1
             oldest = record.created_at if oldest is None else min(oldest, record.created_at)
-        self._metrics.set_active(by_status, stuck, oldest, len(self._runs))
+        offset = self._client.clock_offset
+        self._metrics.clock_offset.set(offset)
+        self._metrics.set_active(by_status, stuck, None if oldest is None else oldest - offset, len(self._runs))
 
     async def _fetch_run(self, run_id: str) -> Run | None:
         """GET one run; None when it is gone (deleted: forgotten) or unreadable (retried next poll).
@@ -442,6 +485,23 @@ class Tracker:
         async with contextlib.aclosing(self._client.runs_newest_first(self._settings.page_size, **filters)) as it:
             yield it
 
+    def _server_now(self) -> float:
+        """Now on Letta's clock, which its timestamps (ages, stuck, expiry, backfill) are measured by."""
+        return self._clock() + self._client.clock_offset
+
+    def _created(self, raw: Any) -> float | None:
+        """A listed run's creation time for paging; None (reported) when unusable. A run stamped
+        ahead of Letta's own clock (a writer with a skewed clock) is still counted, but cannot move
+        the watermark ahead of time, which would hide the runs created after it."""
+        created = _created(raw)
+        if created is None:
+            self._parse(Run, raw, "invalid_run")
+            return None
+        now = self._server_now()
+        if created > now + VISIBILITY_WINDOW:
+            self._report("future_timestamp", str(raw.get("id")), f"created {created - now:.0f} s in the future")
+        return min(created, now)
+
     def _parse(self, model: type[M], raw: Any, kind: str) -> M | None:
         problems: list[str] = []
         key = str(raw.get("id")) if isinstance(raw, dict) else repr(raw)[:80]
@@ -463,6 +523,17 @@ class Tracker:
         if len(self._reported) > _REPORTED_KEYS:
             self._reported.popitem(last=False)
         self._metrics.problem(kind, f"{key}: {context}")
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What one poll's newest-first listing showed: every run created `since` then, by id."""
+
+    since: float = math.inf
+    ids: frozenset[str] = frozenset()
+
+    def shows(self, record: RunRecord) -> bool:
+        return record.created_at >= self.since and record.id in self.ids
 
 
 def _created(raw: Any) -> float | None:

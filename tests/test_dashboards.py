@@ -317,6 +317,7 @@ def _exporter_like_series() -> list[dict[str, str]]:
         *_histogram(m.API_REQUEST_DURATION, 'endpoint="/v1/runs/"'),
         _series(m.PARSE_ERRORS, 'kind="invalid_run"'),
         _series(m.TRACKED_RUNS, "", "5x120"),
+        _series(m.SERVER_CLOCK_OFFSET, "", "0x120"),
         _series(m.SPANS_EXPORTED, "", "0+10x120"),
         _series(m.SPANS_DROPPED),
         _series(m.SERIES_DROPPED, 'metric="letta_steps"'),

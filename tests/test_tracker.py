@@ -48,14 +48,15 @@ class Harness:
         wrap: Callable[[Callable[[httpx.Request], httpx.Response]], Callable[[httpx.Request], httpx.Response]]
         | None = None,
         retries: int = 3,
+        server_clock_offset: float = 0.0,
     ) -> None:
         self.clock = Clock(1_800_000_000.0)
-        self.sim = SimulatedLetta(scenario, clock=self.clock)
+        self.sim = SimulatedLetta(scenario, clock=lambda: self.clock.now + server_clock_offset)
         self.handler = wrap(self.sim.handle) if wrap else self.sim.handle
         self.state_path = state_path
         self.settings = settings
         self.retries = retries
-        self.boot = self.clock.now
+        self.boot = self.sim.clock()  # on the simulator's clock, like the ground truth
         self.restart()
 
     def restart(self) -> None:
@@ -67,12 +68,17 @@ class Harness:
             transport=httpx.MockTransport(self.handler),
             sleep=_no_sleep,
             retries=self.retries,
+            clock=self.clock,
         )
         self.store = StateStore(self.state_path)
         self.tracker = Tracker(self.client, self.store, self.metrics, self.settings, clock=self.clock)
 
     def poll(self) -> bool:
-        return asyncio.run(self.tracker.poll())
+        bootstrapped, now = self.tracker.bootstrapped, self.sim.clock()
+        ok = asyncio.run(self.tracker.poll())
+        if not bootstrapped and self.tracker.bootstrapped:
+            self.boot = now  # a first poll that failed (faults) moves the start of counting
+        return ok
 
     def run_for(self, seconds: float, every: float = 1.0) -> None:
         end = self.clock.now + seconds
@@ -127,7 +133,7 @@ def assert_counts_match_truth(h: Harness, exclude: frozenset[str] = frozenset())
     kept = {**truth, "terminal": [r for r in truth["terminal"] if r["id"] not in exclude],
             "active": [r for r in truth["active"] if r["id"] not in exclude]}  # fmt: skip
     assert h.settled_by_status() == +final_status_counts(kept, h.boot)
-    created = sum(1 for r in kept["terminal"] + kept["active"] if not r.get("historical", False))
+    created = sum(1 for r in kept["terminal"] + kept["active"] if not r.get("historical") and r["created_at"] > h.boot)
     assert h.value("letta_runs_created_total") == created  # an excluded run is one the exporter cannot see
 
 
@@ -265,3 +271,14 @@ def test_steady_state_requests_per_poll_do_not_grow_with_history() -> None:
     assert small == large
     per_poll = sum(large.values()) / 40
     assert per_poll < 30, large
+
+
+def test_a_run_that_ends_after_it_expired_is_moved_not_counted_again() -> None:
+    """Expired young (expire_after shorter than the re-read window), then finished: the listing
+    still shows it, and it must not look new."""
+    h = Harness(
+        replace(BUSY, duration_scale=5.0, max_runs=60), settings=replace(SETTINGS, expire_after=3.0, stuck_after=1.0)
+    )
+    h.run_for(120)
+    assert sum(n for before, _, n in h.changes() if before == "expired") > 0
+    assert_counts_match_truth(h)

@@ -1,0 +1,111 @@
+"""Bounded resources over a long run: the real exporter process against a busy simulator with a
+large history and ~200 model names, scraped by concurrent scrapers all the while.
+
+CI runs the short variant (SOAK_SECONDS=60); `SOAK_SECONDS=1800 make test PYTEST_ARGS="-m soak -s"`
+is the long one. It prints what it measured (run with -s to see it): RSS after the first 1 000 runs
+and at the end, tracked runs, state rows, series and `/metrics` p50/p99 under load.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import scrape, start_exporter, start_simulator, total, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
+
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
+SCRAPERS = 4
+WARM_RUNS = 1000
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+
+
+class Scrapers:
+    """`count` threads scraping `/metrics` back to back, recording each latency."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._scrape, args=(url,), daemon=True) for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _scrape(self, url: str) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                response = client.get(f"{url}/metrics")
+                self.latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    self.failures.append(f"HTTP {response.status_code}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    sim, sim_url = start_simulator(
+        "--seed", "21", "--runs-per-second", "40", "--duration-scale", "0.05", "--history", "20000",
+        "--agents", "200", "--models", "200",
+    )  # fmt: skip
+    try:
+        exporter, url = start_exporter(
+            sim_url, "--poll-interval", "1s", "--stuck-after", "5s", "--expire-after", "10s",
+            "--state-path", str(state),
+        )  # fmt: skip
+        scrapers = Scrapers(url, SCRAPERS)
+        try:
+            wait_until(lambda: total(scrape(url), "letta_runs_created_total") >= WARM_RUNS, timeout=120,
+                       what=f"the first {WARM_RUNS} runs")  # fmt: skip
+            warm_rss, warm_latencies = rss_mb(exporter.proc.pid), len(scrapers.latencies)
+            deadline = time.monotonic() + SOAK_SECONDS
+            peak_rss, peak_tracked = warm_rss, 0.0
+            while time.monotonic() < deadline:
+                samples = scrape(url)
+                peak_tracked = max(peak_tracked, samples[("letta_exporter_tracked_runs", ())])
+                peak_rss = max(peak_rss, rss_mb(exporter.proc.pid))
+                time.sleep(1.0)  # a sampling period, not a wait for an event
+            end_rss = rss_mb(exporter.proc.pid)
+            samples = scrape(url)
+        finally:
+            scrapers.stop()
+            assert exporter.stop() == 0
+    finally:
+        sim.stop()
+    created = total(samples, "letta_runs_created_total")
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    latencies = scrapers.latencies[warm_latencies:]
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    print(
+        f"\nsoak {SOAK_SECONDS:.0f}s: runs created {created:.0f}, series {len(samples)}, "
+        f"RSS {warm_rss:.1f} MB after {WARM_RUNS} runs -> {end_rss:.1f} MB at the end (peak {peak_rss:.1f}), "
+        f"tracked runs peak {peak_tracked:.0f}, state rows {rows}, "
+        f"/metrics under {SCRAPERS} concurrent scrapers: {len(latencies)} scrapes, "
+        f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+    )
+    assert not scrapers.failures
+    assert created > WARM_RUNS + 20 * SOAK_SECONDS  # ingest kept going at the simulator's rate
+    assert peak_tracked < 0.25 * (created + 20000)  # the history and finished runs are not held
+    assert end_rss <= warm_rss * 1.10 and peak_rss < 120
+    assert p99 < 0.25

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 SCRAPERS = 4
-WARM_RUNS = 1000
+RATE = 20  # runs/s, ~1.7 M a day
+WARM_RUNS = 1500  # past the tracker's steady state: it holds about the last minute of runs
 
 
 def rss_mb(pid: int) -> float:
@@ -65,7 +66,7 @@ def percentile(values: list[float], q: float) -> float:
 def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     sim, sim_url = start_simulator(
-        "--seed", "21", "--runs-per-second", "40", "--duration-scale", "0.05", "--history", "20000",
+        "--seed", "21", "--runs-per-second", str(RATE), "--duration-scale", "0.05", "--history", "20000",
         "--agents", "200", "--models", "200",
     )  # fmt: skip
     try:
@@ -86,6 +87,7 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
                 peak_rss = max(peak_rss, rss_mb(exporter.proc.pid))
                 time.sleep(1.0)  # a sampling period, not a wait for an event
             end_rss = rss_mb(exporter.proc.pid)
+            live = httpx.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - 20000
             samples = scrape(url)
         finally:
             scrapers.stop()
@@ -98,14 +100,14 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
     latencies = scrapers.latencies[warm_latencies:]
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(
-        f"\nsoak {SOAK_SECONDS:.0f}s: runs created {created:.0f}, series {len(samples)}, "
+        f"\nsoak {SOAK_SECONDS:.0f}s: runs created {created:.0f} of {live}, series {len(samples)}, "
         f"RSS {warm_rss:.1f} MB after {WARM_RUNS} runs -> {end_rss:.1f} MB at the end (peak {peak_rss:.1f}), "
         f"tracked runs peak {peak_tracked:.0f}, state rows {rows}, "
         f"/metrics under {SCRAPERS} concurrent scrapers: {len(latencies)} scrapes, "
         f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
     )
     assert not scrapers.failures
-    assert created > WARM_RUNS + 20 * SOAK_SECONDS  # ingest kept going at the simulator's rate
-    assert peak_tracked < 0.25 * (created + 20000)  # the history and finished runs are not held
+    assert created >= 0.95 * live  # ingest kept up with the simulator
+    assert peak_tracked <= 90 * RATE  # neither the history nor finished runs are held
     assert end_rss <= warm_rss * 1.10 and peak_rss < 120
-    assert p99 < 0.25
+    assert p99 < 0.5  # generous for a loaded CI machine; the figures are printed, bench/ has the target

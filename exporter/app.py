@@ -23,6 +23,7 @@ from exporter.state import StateStore
 from exporter.tracker import Tracker, TrackerSettings
 
 log = logging.getLogger(__name__)
+SNAPSHOT_MAX_AGE = 30.0  # seconds (at least two poll intervals) a /metrics rendering is served during a long poll
 
 
 def tracker_settings(settings: Settings) -> TrackerSettings:
@@ -72,8 +73,9 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     tracker = Tracker(client, store, metrics, tracker_settings(settings), spans=delivery)
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
+    snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
     server = MetricsServer(
-        metrics.registry, status, settings.letta_url, host, port, web=web, generation=lambda: status.polls
+        metrics.registry, status, settings.letta_url, host, port, web=web, snapshot_max_age=snapshot_max_age
     )
     server.start()
     stop = asyncio.Event()
@@ -111,6 +113,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
                 status.last_success, status.last_error = time.time(), None
             else:
                 status.last_error = tracker.last_error or "poll failed"
+            await asyncio.to_thread(server.publish)
             remaining = settings.poll_interval - (time.monotonic() - started)
             if remaining > 0:
                 with contextlib.suppress(TimeoutError):

@@ -1,9 +1,10 @@
-"""`/metrics` bodies rendered once per poll.
+"""`/metrics` bodies rendered once per poll, ahead of the scrapes.
 
 Between two polls the data does not change, yet each scrape would walk every series again — with
-~10 000 series that is tens of milliseconds of GIL the poll loop needs, per scraper. Scrapes of one
-poll generation therefore share one rendering (per format and encoding); a poll that runs long
-still gets a fresh one every `max_age` seconds.
+~10 000 series that is ~100 ms of GIL the poll loop needs, per scraper, and every scraper waits for
+it. Instead the poll loop `publish`es a rendering of each format scrapers asked for right after
+each poll, and scrapes serve the latest one. A poll that runs long (Letta hanging) still gets a
+fresh rendering on demand once the published one is older than `max_age`.
 """
 
 from __future__ import annotations
@@ -12,46 +13,64 @@ import gzip
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 StartResponse = Callable[..., Any]
+Encoder = Callable[[CollectorRegistry], bytes]
+
+
+@dataclass(frozen=True)
+class _Body:
+    encoder: Encoder
+    gzipped: bool
+    data: bytes
+    at: float
 
 
 class Snapshots:
-    """A WSGI app like `prometheus_client.make_wsgi_app`, caching bodies per `generation()`."""
+    """A WSGI app like `prometheus_client.make_wsgi_app` that serves published renderings."""
 
     def __init__(
-        self,
-        registry: CollectorRegistry,
-        generation: Callable[[], int],
-        max_age: float,
-        clock: Callable[[], float] = time.monotonic,
+        self, registry: CollectorRegistry, max_age: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._registry = registry
-        self._generation = generation
         self._max_age = max_age
         self._clock = clock
         self._uncached = make_wsgi_app(registry)
-        self._lock = threading.Lock()
-        self._bodies: dict[tuple[str, bool], tuple[int, float, bytes]] = {}
+        self._rendering = threading.Lock()  # one rendering at a time; scrapes never take it when fresh
+        self._bodies: dict[tuple[str, bool], _Body] = {}
         self.renderings = 0
+
+    def publish(self) -> None:
+        """Render every format asked for so far; called by the poll loop after each poll."""
+        for key, body in list(self._bodies.items()):
+            self._render(key, body.encoder, body.gzipped, force=True)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
             return self._uncached(environ, start_response)  # type: ignore[no-any-return]  # name[] filters
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT") or "")
         gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or "")
-        with self._lock:  # concurrent scrapes wait for one rendering instead of each doing their own
-            generation, now = self._generation(), self._clock()
-            cached = self._bodies.get((content_type, gzipped))
-            if cached is None or cached[0] != generation or now - cached[1] > self._max_age:
-                body = encoder(self._registry)
-                cached = (generation, now, gzip.compress(body) if gzipped else body)
-                self._bodies[(content_type, gzipped)] = cached
-                self.renderings += 1
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(cached[2])))]
+        body = self._bodies.get((content_type, gzipped))
+        if body is None or self._clock() - body.at > self._max_age:
+            body = self._render((content_type, gzipped), encoder, gzipped, seen=body)
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body.data)))]
         start_response("200 OK", [*headers, ("Content-Encoding", "gzip")] if gzipped else headers)
-        return [cached[2]]
+        return [body.data]
+
+    def _render(
+        self, key: tuple[str, bool], encoder: Encoder, gzipped: bool, seen: _Body | None = None, force: bool = False
+    ) -> _Body:
+        with self._rendering:
+            current = self._bodies.get(key)
+            if not force and current is not None and current is not seen:
+                return current  # rendered by someone else while this scrape waited
+            data = encoder(self._registry)
+            body = _Body(encoder, gzipped, gzip.compress(data) if gzipped else data, self._clock())
+            self._bodies[key] = body
+            self.renderings += 1
+            return body

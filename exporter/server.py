@@ -88,13 +88,12 @@ class MetricsServer:
         port: int,
         clock: Callable[[], float] = time.time,
         web: WebConfig | None = None,
-        generation: Callable[[], int] | None = None,
+        snapshot_max_age: float | None = None,
     ) -> None:
-        """`generation` (the poll count) lets scrapes between two polls share one rendering."""
+        """With `snapshot_max_age`, `/metrics` serves what `publish` rendered after the last poll."""
+        self._snapshots = None if snapshot_max_age is None else Snapshots(registry, snapshot_max_age)
         self._metrics_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] = (
-            make_wsgi_app(registry)
-            if generation is None
-            else Snapshots(registry, generation, max_age=status.poll_interval)
+            self._snapshots or make_wsgi_app(registry)
         )
         self._status = status
         self._letta_url = letta_url
@@ -111,6 +110,10 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def publish(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.publish()
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -88,26 +88,29 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
                 time.sleep(1.0)  # a sampling period, not a wait for an event
             end_rss = rss_mb(exporter.proc.pid)
             live = httpx.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - 20000
+            lag = live - total(scrape(url), "letta_runs_created_total")
+            scrapers.stop()
+            # no backlog grew: what existed at the end is counted within a few polls
+            wait_until(lambda: total(scrape(url), "letta_runs_created_total") >= live, timeout=30,
+                       what=f"all {live} runs counted")  # fmt: skip
             samples = scrape(url)
         finally:
             scrapers.stop()
             assert exporter.stop() == 0
     finally:
         sim.stop()
-    created = total(samples, "letta_runs_created_total")
     with sqlite3.connect(state) as db:
         rows = db.execute("SELECT count(*) FROM runs").fetchone()[0]
     latencies = scrapers.latencies[warm_latencies:]
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(
-        f"\nsoak {SOAK_SECONDS:.0f}s: runs created {created:.0f} of {live}, series {len(samples)}, "
+        f"\nsoak {SOAK_SECONDS:.0f}s: {live} runs, {lag:.0f} behind at the end, series {len(samples)}, "
         f"RSS {warm_rss:.1f} MB after {WARM_RUNS} runs -> {end_rss:.1f} MB at the end (peak {peak_rss:.1f}), "
         f"tracked runs peak {peak_tracked:.0f}, state rows {rows}, "
         f"/metrics under {SCRAPERS} concurrent scrapers: {len(latencies)} scrapes, "
         f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
     )
     assert not scrapers.failures
-    assert created >= 0.95 * live  # ingest kept up with the simulator
     assert peak_tracked <= 90 * RATE  # neither the history nor finished runs are held
     assert end_rss <= warm_rss * 1.10 and peak_rss < 120
     assert p99 < 0.5  # generous for a loaded CI machine; the figures are printed, bench/ has the target

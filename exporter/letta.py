@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -21,6 +23,7 @@ from exporter import __version__
 from exporter.model import parse_timestamp
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 DATE_RESOLUTION = 2.0  # seconds: `Date` has whole seconds, plus latency; smaller offsets are noise
 MAX_CLOCK_OFFSET = 86400.0  # a `Date` further off than this is a broken header, not a clock
 
@@ -92,7 +95,7 @@ class LettaClient:
                 self._observer.api_request(endpoint, "timeout", time.perf_counter() - started)
                 failure = LettaError(endpoint, "timeout", f"timed out ({type(exc).__name__})")
                 delay = self._delay(attempt, None)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # transport failures, undecodable bodies, redirect loops
                 self._observer.api_request(endpoint, "error", time.perf_counter() - started)
                 failure = LettaError(endpoint, "connection", f"{type(exc).__name__}: {exc}")
                 delay = self._delay(attempt, None)
@@ -101,7 +104,7 @@ class LettaClient:
                 self._observe_date(response.headers.get("Date"))
                 if response.is_success:
                     try:
-                        return response.json()
+                        return _json(response)
                     except ValueError:
                         raise LettaError(
                             endpoint, "malformed_json", "response is not valid JSON", response.status_code
@@ -192,13 +195,13 @@ class LettaClient:
         return None
 
     async def run(self, run_id: str) -> dict[str, Any]:
-        return await self._object("/v1/runs/{run_id}", f"/v1/runs/{run_id}")
+        return await self._object("/v1/runs/{run_id}", f"/v1/runs/{_segment(run_id)}")
 
     async def run_metrics(self, run_id: str) -> dict[str, Any]:
-        return await self._object("/v1/runs/{run_id}/metrics", f"/v1/runs/{run_id}/metrics")
+        return await self._object("/v1/runs/{run_id}/metrics", f"/v1/runs/{_segment(run_id)}/metrics")
 
     async def step_metrics(self, step_id: str) -> dict[str, Any]:
-        return await self._object("/v1/steps/{step_id}/metrics", f"/v1/steps/{step_id}/metrics")
+        return await self._object("/v1/steps/{step_id}/metrics", f"/v1/steps/{_segment(step_id)}/metrics")
 
     async def run_steps(self, run_id: str, page_size: int = 100) -> list[dict[str, Any]]:
         """All steps of a run in execution order. Step cursors keep their documented meaning."""
@@ -207,7 +210,8 @@ class LettaClient:
         seen: set[str] = set()
         params: dict[str, Any] = {"order": "asc", "limit": page_size}
         while True:
-            page = [s for s in await self.get_list(endpoint, f"/v1/runs/{run_id}/steps", params) if isinstance(s, dict)]
+            path = f"/v1/runs/{_segment(run_id)}/steps"
+            page = [s for s in await self.get_list(endpoint, path, params) if isinstance(s, dict)]
             fresh = [s for s in page if _id(s) not in seen]
             seen.update(_id(s) for s in fresh)
             steps.extend(fresh)
@@ -232,6 +236,31 @@ class LettaClient:
         if not isinstance(body, dict):
             raise LettaError(endpoint, "not_an_object", f"expected a JSON object, got {type(body).__name__}")
         return body
+
+
+def _json(response: httpx.Response) -> Any:
+    """The decoded body. Lone UTF-16 surrogates are valid JSON but cannot be encoded anywhere else
+    (URLs, SQLite, /metrics): they become "?". Nesting too deep to decode is malformed."""
+    try:
+        body = response.json()
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    return _scrub(body) if _SURROGATE_ESCAPE.search(response.content) else body
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+def _segment(value: str) -> str:
+    """An id as one URL path segment, whatever characters it holds."""
+    return quote(value, safe="")
 
 
 def _id(item: dict[str, Any]) -> str:
@@ -264,7 +293,7 @@ def _describe(response: httpx.Response, secret: str | None) -> str:
     """Status plus Letta's `detail`, trimmed: context for a log line. A server or proxy that echoes
     the request's credentials back must not get them into our logs."""
     try:
-        body = response.json()
+        body = _json(response)
         detail = body.get("detail") if isinstance(body, dict) else None
     except ValueError:
         detail = None

@@ -72,11 +72,18 @@ def parse_timestamp(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     else:
         raise ValueError(f"not a timestamp: {value!r}")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset: before datetime.min in UTC
+        raise ValueError(f"timestamp out of range: {value!r}") from None
+
+
+MAX_COUNT = 2**63  # nothing real is larger (centuries in ns); beyond it a float would overflow downstream
 
 
 def _count(value: object) -> int | None:
-    """Token and duration fields: tolerate null, floats and numeric strings; reject negatives."""
+    """Token and duration fields: tolerate null, floats and numeric strings; reject negatives and
+    absurdly large values."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -86,7 +93,7 @@ def _count(value: object) -> int | None:
             number = int(float(value))  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             return None
-    return number if number >= 0 else None
+    return number if 0 <= number < MAX_COUNT else None
 
 
 def _mapping(value: object) -> dict[str, Any]:

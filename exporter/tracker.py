@@ -48,6 +48,7 @@ from exporter.state import RunRecord, StateStore
 log = logging.getLogger(__name__)
 
 VISIBILITY_WINDOW = 30.0  # seconds of already-listed history re-read each poll
+PRUNE_AFTER = 2 * VISIBILITY_WINDOW  # finished runs older than the watermark by this are forgotten
 RECHECK_STATUSES = frozenset({"cancelled"})  # the terminal status Letta is known to overwrite
 AGENT_NAMES_TTL = 300.0  # seconds between agent listings, only when an unknown agent shows up
 _REPORTED_KEYS = 10_000
@@ -166,7 +167,7 @@ class Tracker:
         counted = {run.id for run in new}
         async with self._crawl(active=True) as runs:
             async for raw in runs:
-                if str(raw.get("id")) in self._runs or raw.get("id") in counted:
+                if str(raw.get("id")) in self._runs or str(raw.get("id")) in counted:
                     continue
                 run = self._parse(Run, raw, "invalid_run")
                 if run is None:
@@ -240,7 +241,10 @@ class Tracker:
                 run = self._parse(Run, raw, "invalid_run")
                 if run is not None:
                     listed[run.id] = run
-        untracked = [run for run in listed.values() if run.id not in self._runs]
+        # active runs we do not know: visible late. Older than what pruning forgets, it is one we
+        # counted and forgot that Letta still shows active (a lagging status): not new.
+        prune_floor = (self._watermark or 0.0) - PRUNE_AFTER
+        untracked = [r for r in listed.values() if r.id not in self._runs and r.created_at.timestamp() >= prune_floor]
         finished = self._compare(listed)
         await self._take_new(untracked)
         ready = {run.id for run in finished}
@@ -428,7 +432,7 @@ class Tracker:
         """Finished runs are only needed while they can still show up in the overlap or a re-check."""
         if self._watermark is None:
             return
-        floor = self._watermark - 2 * VISIBILITY_WINDOW
+        floor = self._watermark - PRUNE_AFTER
         for record in list(self._runs.values()):
             if record.phase == "done" and record.recheck_at is None and record.created_at < floor:
                 self._forget(record.id)
@@ -477,7 +481,8 @@ class Tracker:
             else:
                 log.debug("run not readable this poll", extra={"run_id": run_id, "error": str(exc)})
             return None
-        return self._parse(Run, raw, "invalid_run")
+        run = self._parse(Run, raw, "invalid_run")
+        return run if run is not None and run.id == run_id else None
 
     @contextlib.asynccontextmanager
     async def _crawl(self, **filters: Any) -> AsyncIterator[AsyncGenerator[dict[str, Any], None]]:

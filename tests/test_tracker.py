@@ -282,3 +282,13 @@ def test_a_run_that_ends_after_it_expired_is_moved_not_counted_again() -> None:
     h.run_for(120)
     assert sum(n for before, _, n in h.changes() if before == "expired") > 0
     assert_counts_match_truth(h)
+
+
+def test_a_status_that_lags_longer_than_finished_runs_are_kept_is_not_counted_again() -> None:
+    """Letta lists a run as active (status running, stop reason end_turn) long after it ended; once
+    the tracker has forgotten it, the active listing must not make it look new (found by fuzzing)."""
+    lagging = replace(BUSY, lagging=0.5, zombie=0.05, duration_scale=20.0, max_runs=300)
+    h = Harness(lagging, settings=replace(SETTINGS, expire_after=250.0, stuck_after=100.0))
+    h.run_for(450)  # new runs move the watermark on, so lagging runs get forgotten while still listed
+    assert any(r["outcome"] == "lagging" for r in counted_truth(h.sim.truth(), h.boot))
+    assert_counts_match_truth(h)

@@ -44,9 +44,9 @@ pictures: $(BIN)/.installed tools
 	$(BIN)/pip install --quiet -e '.[docs]'
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m docs.render_overview
 
-## bench: benchmarks (not part of the tests): ratios against baselines measured in the same run
+## bench: benchmarks (not part of the tests): one table of figures measured in the same run, also bench/results/latest.json (~7 min; BENCH_ARGS=--quick)
 bench: $(BIN)/.installed
-	$(BIN)/python bench/spans.py
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -240,26 +240,31 @@ class Ledger:
             return sum(histogram.counts) if histogram else None
 
     def collect(self) -> Iterator[Metric]:
+        """Built under the lock, yielded after it: a slow rendering must not hold up counting."""
         with self._lock:
-            for name, family in FAMILIES.items():
-                if family.buckets is None:
-                    counter = CounterMetricFamily(name, family.help, labels=family.labels)
-                    for (metric, labels), total in self._counters.items():
-                        if metric == name:
-                            counter.add_metric(labels, total)
-                    yield counter
+            families = list(self._families())
+        yield from families
+
+    def _families(self) -> Iterator[Metric]:
+        for name, family in FAMILIES.items():
+            if family.buckets is None:
+                counter = CounterMetricFamily(name, family.help, labels=family.labels)
+                for (metric, labels), total in self._counters.items():
+                    if metric == name:
+                        counter.add_metric(labels, total)
+                yield counter
+                continue
+            histogram = HistogramMetricFamily(name, family.help, labels=family.labels)
+            for (metric, labels), state in self._histograms.items():
+                if metric != name:
                     continue
-                histogram = HistogramMetricFamily(name, family.help, labels=family.labels)
-                for (metric, labels), state in self._histograms.items():
-                    if metric != name:
-                        continue
-                    cumulative, buckets = 0.0, []
-                    bounds = [*(repr(float(b)) for b in family.buckets), "+Inf"]
-                    for bound, count, exemplar in zip(bounds, state.counts, state.exemplars, strict=True):
-                        cumulative += count
-                        buckets.append((bound, cumulative, exemplar) if exemplar else (bound, cumulative))
-                    histogram.add_metric(labels, buckets, state.sum)
-                yield histogram
+                cumulative, buckets = 0.0, []
+                bounds = [*(repr(float(b)) for b in family.buckets), "+Inf"]
+                for bound, count, exemplar in zip(bounds, state.counts, state.exemplars, strict=True):
+                    cumulative += count
+                    buckets.append((bound, cumulative, exemplar) if exemplar else (bound, cumulative))
+                histogram.add_metric(labels, buckets, state.sum)
+            yield histogram
 
 
 class ExporterMetrics:

@@ -105,7 +105,8 @@ class SpanDelivery:
             self._metrics.spans_dropped.inc(spans)
             self._store.forget_exports([f.run.id for f in dropped])
             log.warning(
-                "span queue full: dropped runs' spans (the collector is down or too slow)",
+                "span queue full: dropped runs' spans (the collector is down or slow, or one poll finished "
+                "more runs than --otlp-queue-size holds, as a backfill can)",
                 extra={"runs": len(dropped), "spans": spans, "queue_bound": self._max_queued},
             )
 

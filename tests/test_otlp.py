@@ -8,6 +8,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,6 +51,17 @@ def run_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {str(s.attributes["letta.run.id"]): s for s in spans if is_run_span(s)}
 
 
+def exported_counter_caught_up(url: str, receiver: Receiver) -> dict[Any, float]:
+    """/metrics once it shows every span the receiver got: it is published after each poll, and
+    delivery confirms spans in between."""
+
+    def caught_up() -> dict[Any, float] | None:
+        samples = scrape(url)
+        return samples if samples[("letta_exporter_spans_exported_total", ())] == len(receiver.snapshot()) else None
+
+    return wait_until(caught_up, what="letta_exporter_spans_exported_total to match what arrived")
+
+
 def counted_runs(url: str) -> float:
     return total(scrape(url), "letta_runs_finished_total")
 
@@ -65,7 +77,7 @@ def test_every_counted_run_arrives_as_one_trace_fragment_in_lettas_trace(receive
         try:
             wait_until(lambda: counted_runs(url) == 60, timeout=60, what="60 counted runs")
             wait_until(lambda: len(run_spans(receiver.snapshot())) == 60, timeout=30, what="60 run spans")
-            samples = scrape(url)
+            samples = exported_counter_caught_up(url, receiver)
         finally:
             assert exporter.stop() == 0
     finally:
@@ -123,7 +135,7 @@ def test_a_collector_outage_loses_nothing_within_the_queue_bound_and_counts_the_
             assert dropped > 0 and receiver.snapshot() == []
             receiver.start_grpc(port)  # the collector comes back
             wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="the queued runs")
-            samples = scrape(url)
+            samples = exported_counter_caught_up(url, receiver)
         finally:
             exporter.stop()
     finally:

@@ -26,7 +26,6 @@ Encoder = Callable[[CollectorRegistry], bytes]
 @dataclass(frozen=True)
 class _Body:
     encoder: Encoder
-    gzipped: bool
     data: bytes
     at: float
 
@@ -48,7 +47,7 @@ class Snapshots:
     def publish(self) -> None:
         """Render every format asked for so far; called by the poll loop after each poll."""
         for key, body in list(self._bodies.items()):
-            self._render(key, body.encoder, body.gzipped, force=True)
+            self._render(key, body.encoder, force=True)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
@@ -57,20 +56,19 @@ class Snapshots:
         gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or "")
         body = self._bodies.get((content_type, gzipped))
         if body is None or self._clock() - body.at > self._max_age:
-            body = self._render((content_type, gzipped), encoder, gzipped, seen=body)
+            body = self._render((content_type, gzipped), encoder, seen=body)
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body.data)))]
         start_response("200 OK", [*headers, ("Content-Encoding", "gzip")] if gzipped else headers)
         return [body.data]
 
-    def _render(
-        self, key: tuple[str, bool], encoder: Encoder, gzipped: bool, seen: _Body | None = None, force: bool = False
-    ) -> _Body:
+    def _render(self, key: tuple[str, bool], encoder: Encoder, seen: _Body | None = None, force: bool = False) -> _Body:
+        """`key` is (content type, gzipped)."""
         with self._rendering:
             current = self._bodies.get(key)
             if not force and current is not None and current is not seen:
                 return current  # rendered by someone else while this scrape waited
             data = encoder(self._registry)
-            body = _Body(encoder, gzipped, gzip.compress(data) if gzipped else data, self._clock())
+            body = _Body(encoder, gzip.compress(data) if key[1] else data, self._clock())
             self._bodies[key] = body
             self.renderings += 1
             return body

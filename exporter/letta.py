@@ -78,6 +78,7 @@ class LettaClient:
         self._jitter = jitter
         self._clock = clock
         self.clock_offset = 0.0  # Letta's clock minus ours: its timestamps are compared with "now"
+        self._last_date: str | None = None
         # Which cursor parameter pages to older runs on this server (0.14+: before; 0.12-0.13: after).
         self._older_cursor: str | None = None
 
@@ -121,8 +122,10 @@ class LettaClient:
             await self._sleep(delay)
 
     def _observe_date(self, value: str | None) -> None:
-        if not value:
+        """Letta's clock from its `Date` header, parsed when the header changes (once a second)."""
+        if not value or value == self._last_date:
             return
+        self._last_date = value
         try:
             when = email.utils.parsedate_to_datetime(value)
             offset = when.replace(tzinfo=when.tzinfo or UTC).timestamp() - self._clock()

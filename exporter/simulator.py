@@ -619,8 +619,9 @@ class SimulatedLetta:
                     for (st, sr), n in sorted(groups.items(), key=str)
                 ],
             })  # fmt: skip
-        agents = [{"id": a, "name": f"sim-agent-{i}", "model": _model(i, self.scenario.models)[0],
-                   "provider": _model(i, self.scenario.models)[1]} for i, a in enumerate(self.agents)]  # fmt: skip
+        models = [_model(i, self.scenario.models) for i in range(len(self.agents))]
+        agents = [{"id": a, "name": f"sim-agent-{i}", "model": models[i][0], "provider": models[i][1]}
+                  for i, a in enumerate(self.agents)]  # fmt: skip
         totals = {
             "total": len(runs),
             "historical": sum(p.historical for p in runs),

@@ -113,12 +113,12 @@ class Tracker:
         """One poll; True when Letta was reached and understood. Never raises for Letta's faults."""
         started = time.perf_counter()
         try:
-            listing = _Listing()
+            seen: frozenset[str] = frozenset()
             if self._watermark is None:
                 await self._bootstrap()
             else:
-                listing = await self._discover()
-            await self._follow_active(listing)
+                seen = await self._discover()
+            await self._follow_active(seen)
             await self._recheck()
             await self._expire()
         except LettaError as exc:
@@ -151,7 +151,7 @@ class Tracker:
         new: list[Run] = []
         async with self._crawl() as runs:
             async for raw in runs:
-                created = self._created(raw)
+                created = self._paging_time(raw)
                 if created is None:
                     continue
                 newest = created if newest is None else newest
@@ -190,7 +190,7 @@ class Tracker:
             },
         )
 
-    async def _discover(self) -> _Listing:
+    async def _discover(self) -> frozenset[str]:
         """New runs since the watermark. The same listing shows the tracked runs created in the
         window with their current status (and, unlike GET, `total_duration_ns`), so those that
         finished are taken from it — no GET and no `/metrics` per run, no active listing while
@@ -200,17 +200,14 @@ class Tracker:
         newest: float | None = None
         new: list[Run] = []
         seen: dict[str, Run] = {}
-        since = math.inf
         async with self._crawl() as runs:
             async for raw in runs:
-                created = self._created(raw)
+                created = self._paging_time(raw)
                 if created is None:
                     continue
                 newest = created if newest is None else newest
                 if created < floor or created < newest - self._settings.max_catchup:
-                    since = max(floor, newest - self._settings.max_catchup)
                     break
-                since = created
                 record = self._runs.get(str(raw.get("id")))
                 if record is not None and record.phase != "active" and record.recheck_at is None:
                     continue
@@ -227,12 +224,12 @@ class Tracker:
         await self._finish(self._compare(seen))
         if newest is not None:
             self._watermark = max(self._watermark, newest)
-        return _Listing(since, frozenset(seen))
+        return frozenset(seen)  # the tracked active runs it showed
 
-    async def _follow_active(self, listing: _Listing) -> None:
-        """Tracked runs `_discover` did not just see: list the active ones, GET those that left
-        that set (or vanished) to learn how they ended."""
-        followed = [r for r in self._runs.values() if r.phase in ("active", "expired") and not listing.shows(r)]
+    async def _follow_active(self, seen: frozenset[str]) -> None:
+        """Tracked runs `_discover` did not just see (older than its window, or vanished): list the
+        active ones, GET those that left that set to learn how they ended."""
+        followed = [r for r in self._runs.values() if r.phase in ("active", "expired") and r.id not in seen]
         if not followed:
             return
         listed: dict[str, Run] = {}
@@ -494,7 +491,7 @@ class Tracker:
         """Now on Letta's clock, which its timestamps (ages, stuck, expiry, backfill) are measured by."""
         return self._clock() + self._client.clock_offset
 
-    def _created(self, raw: Any) -> float | None:
+    def _paging_time(self, raw: Any) -> float | None:
         """A listed run's creation time for paging; None (reported) when unusable. A run stamped
         ahead of Letta's own clock (a writer with a skewed clock) is still counted, but cannot move
         the watermark ahead of time, which would hide the runs created after it."""
@@ -528,17 +525,6 @@ class Tracker:
         if len(self._reported) > _REPORTED_KEYS:
             self._reported.popitem(last=False)
         self._metrics.problem(kind, f"{key}: {context}")
-
-
-@dataclass(frozen=True)
-class _Listing:
-    """What one poll's newest-first listing showed: every run created `since` then, by id."""
-
-    since: float = math.inf
-    ids: frozenset[str] = frozenset()
-
-    def shows(self, record: RunRecord) -> bool:
-        return record.created_at >= self.since and record.id in self.ids
 
 
 def _created(raw: Any) -> float | None:

@@ -25,14 +25,13 @@ from typing import Any
 import yaml
 
 from dashboards import letta_metrics as m
+from exporter.config import parse_duration
 
 HERE = Path(__file__).resolve().parent
 RULES_FILE = HERE / "letta-exporter.rules.yml"
 
 _DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +44,8 @@ class Settings:
     """Base of every ``runbook_url`` annotation; ``#<alert name in lower case>`` is appended."""
 
     failed_ratio: float = 0.10
-    """LettaRunFailureRatioHigh: share of finished runs with status ``failed``."""
+    """LettaRunFailureRatioHigh: share of finished runs with status ``failed`` (runs awaiting approval
+    are left out: they have not succeeded or failed yet)."""
     failed_ratio_window: str = "15m"
     failed_ratio_min_runs: int = 10
     """...and only when at least this many runs finished in the window (no alert on 1 of 1)."""
@@ -113,10 +113,6 @@ class Settings:
         return cls(**values)
 
 
-def duration_seconds(duration: str) -> float:
-    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
-
-
 def _number(value: float) -> str:
     return f"{value:g}"
 
@@ -156,15 +152,21 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
     run_labels = f"status, stop_reason, {m.AGENT_LABEL}"
     window = s.failed_ratio_window
     failed = _sel(s, f'status="{m.STATUS_FAILED}"')
+
+    def decided(func: str) -> str:
+        """Finished runs without those awaiting approval: a burst of them must neither dilute the
+        ratio nor lift a few failures over the minimum volume. (No failed run awaits approval.)"""
+        awaiting = _sel(s, *m.AWAITING_APPROVAL)
+        return f"{func}({finished}{_sel(s)}[{window}]) unless {func}({finished}{awaiting}[{window}])"
+
     failed_ratio = (
         f"(\n"
         f"  sum without ({run_labels}) (rate({finished}{failed}[{window}]))\n"
         f"/\n"
-        f"  sum without ({run_labels}) (rate({finished}{_sel(s)}[{window}]))\n"
+        f"  sum without ({run_labels}) ({decided('rate')})\n"
         f") > {_number(s.failed_ratio)}\n"
         f"and\n"
-        f"sum without ({run_labels}) (increase({finished}{_sel(s)}[{window}]))"
-        f" >= {s.failed_ratio_min_runs}"
+        f"sum without ({run_labels}) ({decided('increase')}) >= {s.failed_ratio_min_runs}"
     )
     expired = _sel(s, f'status="{m.STATUS_EXPIRED}"')
     # The second branch catches an expired series that first appears with a value of 1 or more,
@@ -198,7 +200,8 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
             "Many Letta runs are failing",
             "{{ $value | humanizePercentage }} of the Letta runs that finished on {{ $labels.instance }} "
             f"in the last {window} failed (threshold {_percent(s.failed_ratio)}, "
-            f"counted once at least {s.failed_ratio_min_runs} runs finished).",
+            f"counted once at least {s.failed_ratio_min_runs} runs finished; "
+            "runs awaiting tool approval are left out).",
         ),
         _rule(
             s,
@@ -249,7 +252,7 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
 def exporter_rules(s: Settings) -> list[dict[str, Any]]:
     """Alerts about the exporter itself: can it reach Letta, is it polling, is it scraped at all."""
     stale = (
-        f"(time() - {m.LAST_POLL_SUCCESS}{_sel(s)} > {_number(duration_seconds(s.stale_after))})\n"
+        f"(time() - {m.LAST_POLL_SUCCESS}{_sel(s)} > {_number(parse_duration(s.stale_after))})\n"
         f"unless\n"
         f"({m.UP}{_sel(s)} == 0)"
     )

@@ -1,4 +1,4 @@
-"""What every bench section shares: a fake clock, pre-rendered simulator answers, a request meter,
+"""What every bench section shares: the fake clock, pre-rendered simulator answers, a request meter,
 the exporter wired in-process, and the `Figure` each section reports.
 
 Figures are ratios or values measured within one run (machines are noisy), so these helpers only
@@ -22,14 +22,15 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from exporter.letta import LettaClient
+from exporter.app import letta_loop
+from exporter.letta import LettaClient, LettaSettings
+from exporter.loop import PollLoop
 from exporter.metrics import ExporterMetrics
 from exporter.otlp import SpanDelivery
+from exporter.simulator.clock import no_sleep
 from exporter.state import StateStore
-from exporter.tracker import Tracker, TrackerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-START = 1_800_000_000.0  # the fake clock's epoch (as in tests/test_tracker.py)
 LETTA_URL = "http://letta.bench"
 Handler = Callable[[httpx.Request], httpx.Response]
 _STARTED = time.monotonic()
@@ -39,20 +40,6 @@ _IDS = re.compile(r"/(run|step|agent)-[0-9a-f-]{36}")
 def progress(message: str) -> None:
     """Long phases say what they are doing on stderr; stdout carries only results."""
     print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-class Clock:
-    """A fake clock shared by simulator and tracker: hours of traffic in seconds, deterministically."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def no_sleep(seconds: float) -> None:
-    """Retry back-off without waiting (the simulator answers instantly)."""
 
 
 def template(path: str) -> str:
@@ -110,11 +97,11 @@ class Exporter:
     metrics: ExporterMetrics
     client: LettaClient
     store: StateStore
-    tracker: Tracker
+    loop: PollLoop
     delivery: SpanDelivery | None = None
 
     def poll(self) -> bool:
-        return asyncio.run(self.tracker.poll())
+        return asyncio.run(self.loop.poll())
 
     def close(self) -> None:
         if self.delivery is not None:
@@ -126,7 +113,7 @@ class Exporter:
 def make_exporter(
     handle: Handler,
     clock: Callable[[], float],
-    settings: TrackerSettings,
+    settings: LettaSettings,
     state_path: str = ":memory:",
     metrics: ExporterMetrics | None = None,
     spans: Callable[[StateStore, ExporterMetrics], SpanDelivery] | None = None,
@@ -137,8 +124,8 @@ def make_exporter(
     delivery = spans(store, metrics) if spans else None
     if delivery is not None:
         delivery.start()
-    tracker = Tracker(client, store, metrics, settings, clock=clock, spans=delivery)
-    return Exporter(metrics, client, store, tracker, delivery)
+    loop = letta_loop(client, store, metrics, settings, spans=delivery, clock=clock)
+    return Exporter(metrics, client, store, loop, delivery)
 
 
 def total(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -247,8 +234,14 @@ def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

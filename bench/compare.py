@@ -32,8 +32,10 @@ def compare(before: dict[str, Any], after: dict[str, Any], noise: float) -> list
         note = "**worse**" if worse else ("better" if abs(change) > noise else "")
         if new["pass"] is False:
             note += " (misses target)"
-        lines.append(f"| {new['label']} | {show(old['value'], old['unit'])} | {show(new['value'], new['unit'])} "
-                     f"| {change:+.1%} | {note.strip()} |")  # fmt: skip
+        lines.append(
+            f"| {new['label']} | {show(old['value'], old['unit'])} | {show(new['value'], new['unit'])} "
+            f"| {change:+.1%} | {note.strip()} |"
+        )
     return lines
 
 

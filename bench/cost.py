@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import httpx
 
 from bench import naive
-from bench.common import LETTA_URL, Clock, Figure, Meter, Target, by_label, make_exporter, progress, total
+from bench.common import LETTA_URL, Figure, Meter, Target, by_label, make_exporter, progress, total
+from exporter.letta import LettaSettings
 from exporter.simulator import Scenario, SimulatedLetta
-from exporter.tracker import TrackerSettings
+from exporter.simulator.clock import FakeClock
 
 RATE = 2.0  # new runs a second
 WARM_S = 600.0  # re-checks run 15 s → 240 s after a cancel; done runs are pruned after 60 s
@@ -53,32 +54,39 @@ class Steady:
 
 
 def steady(history: int, interval: float, step_timings: bool, with_naive: bool = False) -> Steady:
-    clock = Clock()
-    sim = SimulatedLetta(Scenario(seed=21, agents=8, runs_per_second=RATE, history=history,
-                                  history_span_s=86400.0), clock=clock)  # fmt: skip
+    clock = FakeClock()
+    sim = SimulatedLetta(
+        Scenario(seed=21, agents=8, runs_per_second=RATE, history=history, history_span_s=86400.0), clock=clock
+    )
     meter = Meter(sim.handle)
-    # as exporter.app.tracker_settings: the first re-check one poll interval after a cancel
-    settings = TrackerSettings(step_timings=step_timings, first_recheck=interval)
+    # as exporter.app.letta_settings: the first re-check one poll interval after a cancel
+    settings = LettaSettings(step_timings=step_timings, first_recheck=interval)
     exporter = make_exporter(meter, clock, settings)
     registry = exporter.metrics.registry
     name = f"cost: {interval:g} s polls, step timings {'on' if step_timings else 'off'}"
     progress(f"{name}: warming up ({WARM_S:g} s of traffic)")
     end = clock.now + WARM_S
     while clock.now < end:
-        assert exporter.poll(), exporter.tracker.last_error
+        assert exporter.poll(), exporter.loop.last_error
         clock.now += interval
     requests, finished, sent = by_label(registry, "letta_exporter_api_requests_total", "endpoint"), 0.0, 0
     finished, sent = total(registry, "letta_runs_finished_total"), meter.totals()[1]
     progress(f"{name}: measuring ({WINDOW_S:g} s of traffic)")
     polls, end = 0, clock.now + WINDOW_S
     while clock.now < end:
-        assert exporter.poll(), exporter.tracker.last_error
+        assert exporter.poll(), exporter.loop.last_error
         polls += 1
         clock.now += interval
     window = by_label(registry, "letta_exporter_api_requests_total", "endpoint")
     window.subtract(requests)
-    result = Steady(interval, step_timings, polls, total(registry, "letta_runs_finished_total") - finished,
-                    +window, meter.totals()[1] - sent)  # fmt: skip
+    result = Steady(
+        interval,
+        step_timings,
+        polls,
+        total(registry, "letta_runs_finished_total") - finished,
+        +window,
+        meter.totals()[1] - sent,
+    )
     if with_naive:
         progress(f"cost: one naive cycle over {history:,}+ runs")
         naive_meter = Meter(sim.handle)
@@ -99,47 +107,69 @@ def measure(history: int) -> list[Figure]:
     naive_target = Target(">=", 100) if history >= TARGET_HISTORY else None  # the naive cost grows with history
 
     def detail(s: Steady) -> dict[str, object]:
-        return {"interval_s": s.interval, "step_timings": s.step_timings, "polls": s.polls,
-                "finished": s.finished, "requests": s.requests, "response_bytes": s.bytes,
-                "per_finished_run_by_endpoint": s.breakdown()}  # fmt: skip
+        return {
+            "interval_s": s.interval,
+            "step_timings": s.step_timings,
+            "polls": s.polls,
+            "finished": s.finished,
+            "requests": s.requests,
+            "response_bytes": s.bytes,
+            "per_finished_run_by_endpoint": s.breakdown(),
+        }
 
     return [
         Figure(
-            "naive_request_ratio", "naive ratio: requests", default.naive_requests / per_poll, "x", naive_target,
+            "naive_request_ratio",
+            "naive ratio: requests",
+            default.naive_requests / per_poll,
+            "x",
+            naive_target,
             f"naive {default.naive_requests:,} requests/cycle ÷ ours {per_poll:.1f}/poll; {where}, step timings on",
             {**detail(default), "naive_requests_per_cycle": default.naive_requests, "ours_per_poll": per_poll},
             "higher",
         ),
         Figure(
-            "naive_byte_ratio", "naive ratio: response bytes", default.naive_bytes / bytes_per_poll, "x", None,
+            "naive_byte_ratio",
+            "naive ratio: response bytes",
+            default.naive_bytes / bytes_per_poll,
+            "x",
+            None,
             f"naive {default.naive_bytes / 1e6:,.1f} MB/cycle ÷ ours {bytes_per_poll / 1e3:,.1f} kB/poll",
             {"naive_bytes_per_cycle": default.naive_bytes, "ours_bytes_per_poll": bytes_per_poll},
             "higher",
         ),
         Figure(
-            "requests_per_finished_run", "requests per finished run, no step timings", lean.per_run(), "",
+            "requests_per_finished_run",
+            "requests per finished run, no step timings",
+            lean.per_run(),
+            "",
             Target("<=", 2),
-            f"{lean.requests:,} requests ÷ {lean.finished:,.0f} runs over {lean.polls} polls of "
-            f"{lean.interval:g} s",
+            f"{lean.requests:,} requests ÷ {lean.finished:,.0f} runs over {lean.polls} polls of {lean.interval:g} s",
             detail(lean),
         ),
         Figure(
-            "requests_per_finished_run_step_timings", "requests per finished run, step timings on",
-            default.per_run(), "", None,
+            "requests_per_finished_run_step_timings",
+            "requests per finished run, step timings on",
+            default.per_run(),
+            "",
+            None,
             f"{default.requests:,} requests ÷ {default.finished:,.0f} runs over {default.polls} polls of "
             f"{default.interval:g} s",
             detail(default),
             "lower",
         ),
         Figure(
-            "requests_per_finished_run_2s", "requests per finished run, no step timings, 2 s polls",
-            short.per_run(), "", None,
+            "requests_per_finished_run_2s",
+            "requests per finished run, no step timings, 2 s polls",
+            short.per_run(),
+            "",
+            None,
             f"{short.requests:,} requests ÷ {short.finished:,.0f} runs over {short.polls} polls of "
             f"{short.interval:g} s",
             detail(short),
             "lower",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def main() -> None:

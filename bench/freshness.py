@@ -57,15 +57,37 @@ def measure(seconds: float, interval: float) -> list[Figure]:
         assert visible is not None, f"run {i} of {len(finished)} (finished at {at:.2f}) never showed up"
         lags.append(visible - at)
     p50, p95, worst = quantile(lags, 0.5), quantile(lags, 0.95), max(lags)
-    detail = {"runs": len(lags), "poll_interval_s": interval, "scrape_every_s": EVERY, "p50_s": p50, "p95_s": p95,
-              "max_s": worst, "scrapes": len(seen)}  # fmt: skip
+    detail = {
+        "runs": len(lags),
+        "poll_interval_s": interval,
+        "scrape_every_s": EVERY,
+        "p50_s": p50,
+        "p95_s": p95,
+        "max_s": worst,
+        "scrapes": len(seen),
+    }
     basis = f"{len(lags)} runs on a real clock, {interval:g} s polls, scraped every {EVERY * 1000:.0f} ms"
     return [
-        Figure("freshness_p50_s", "freshness p50 (finished → on /metrics)", p50, "s", None,
-               f"{basis}; p95 {p95:.2f} s", detail, "lower"),
-        Figure("freshness_max_s", "freshness max", worst, "s", Target("<=", interval + 1.0),
-               f"target: poll interval {interval:g} s + 1 s", detail),
-    ]  # fmt: skip
+        Figure(
+            "freshness_p50_s",
+            "freshness p50 (finished → on /metrics)",
+            p50,
+            "s",
+            None,
+            f"{basis}; p95 {p95:.2f} s",
+            detail,
+            "lower",
+        ),
+        Figure(
+            "freshness_max_s",
+            "freshness max",
+            worst,
+            "s",
+            Target("<=", interval + 1.0),
+            f"target: poll interval {interval:g} s + 1 s",
+            detail,
+        ),
+    ]
 
 
 def main() -> None:

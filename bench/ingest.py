@@ -2,8 +2,8 @@
 
 Both sides read the same runs and steps of one simulator with the same requests: run-list pages,
 each run's steps, each finished step's timings (the exporter's default --step-timings). The
-baseline is the floor any poller pays (httpx, JSON, pydantic `model_validate`) with no counting,
-no state and no spans. The exporter is `Tracker.poll` with --backfill covering the whole history,
+baseline is the floor any poller pays (httpx, JSON, Letta records read into pydantic models) with no
+counting, no state and no spans. The exporter is `PollLoop.poll` with --backfill covering the whole history,
 so its first poll counts every run, committing to a state file; the second variant also delivers
 OTLP spans to a receiver in another process and is timed until every span was confirmed.
 
@@ -34,14 +34,14 @@ import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 from bench import otlp_sink
-from bench.common import LETTA_URL, ROOT, Clock, Figure, Handler, Replay, Target, make_exporter, progress, total
+from bench.common import LETTA_URL, ROOT, Figure, Handler, Replay, Target, make_exporter, progress, total
+from exporter.letta import LettaSettings, records
 from exporter.metrics import ExporterMetrics
-from exporter.model import Run, Step, StepMetrics
 from exporter.otlp import SpanDelivery
 from exporter.simulator import Scenario, SimulatedLetta
+from exporter.simulator.clock import FakeClock
 from exporter.spans import default_resource
 from exporter.state import StateStore
-from exporter.tracker import TrackerSettings
 
 HISTORY_SPAN = 86400.0
 PAGE_SIZE = 100  # the exporter's default --page-size; the baseline pages the same way
@@ -51,7 +51,7 @@ def scenario(runs: int) -> Scenario:
     return Scenario(seed=11, agents=8, runs_per_second=0.0, history=runs, history_span_s=HISTORY_SPAN)
 
 
-SETTINGS = TrackerSettings(page_size=PAGE_SIZE, backfill=HISTORY_SPAN + 3600.0)
+SETTINGS = LettaSettings(page_size=PAGE_SIZE, backfill=HISTORY_SPAN + 3600.0)
 
 
 def plain(handle: Handler) -> tuple[int, int]:
@@ -63,16 +63,16 @@ def plain(handle: Handler) -> tuple[int, int]:
         ids: list[str] = []
         while True:
             page = http.get("/v1/runs/", params=params).json()
-            ids.extend(Run.model_validate(raw).id for raw in page)
+            ids.extend(records.RUN(raw).id for raw in page)
             if len(page) < PAGE_SIZE:
                 break
             params = {**params, "before": page[-1]["id"]}
         for run_id in ids:
             listed = http.get(f"/v1/runs/{run_id}/steps", params={"order": "asc", "limit": PAGE_SIZE}).json()
-            for step in (Step.model_validate(raw) for raw in listed):
+            for step in (records.STEP(raw) for raw in listed):
                 steps += 1
                 if step.status != "pending":
-                    StepMetrics.model_validate(http.get(f"/v1/steps/{step.id}/metrics").json())
+                    records.STEP_METRICS(http.get(f"/v1/steps/{step.id}/metrics").json())
         runs = len(ids)
     return runs, steps
 
@@ -88,7 +88,7 @@ class Pass:
 
 def exporter_pass(
     replay: Replay,
-    clock: Clock,
+    clock: FakeClock,
     workdir: Path,
     sink: otlp_sink.Sink | None = None,
     profiler: cProfile.Profile | None = None,
@@ -99,8 +99,13 @@ def exporter_pass(
         # One poll hands over the whole history at once: with the default bound (--otlp-queue-size
         # 2048 runs) the spans of every run beyond it would be dropped, collector healthy or not.
         assert sink is not None
-        return SpanDelivery(OTLPSpanExporter(endpoint=f"{sink.url}/v1/traces"), store, metrics, default_resource(),
-                            max_queued_runs=10**7)  # fmt: skip
+        return SpanDelivery(
+            OTLPSpanExporter(endpoint=f"{sink.url}/v1/traces"),
+            store,
+            metrics,
+            default_resource(),
+            max_queued_runs=10**7,
+        )
 
     state = str(workdir / f"state-{uuid.uuid4().hex}.db")
     exporter = make_exporter(replay, clock, SETTINGS, state, spans=delivery_to_sink if sink else None)
@@ -110,7 +115,7 @@ def exporter_pass(
     started = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    assert exporter.poll(), exporter.tracker.last_error
+    assert exporter.poll(), exporter.loop.last_error
     if delivery is not None:
         assert delivery.wait_idle(600), "spans not delivered within 600 s"
     if profiler is not None:
@@ -132,9 +137,9 @@ def exporter_pass(
     return result
 
 
-def prepare(runs: int) -> tuple[SimulatedLetta, Clock, Replay, tuple[int, int]]:
+def prepare(runs: int) -> tuple[SimulatedLetta, FakeClock, Replay, tuple[int, int]]:
     """The simulator, its answers rendered once (by a first baseline pass) and the expected totals."""
-    clock = Clock()
+    clock = FakeClock()
     progress(f"ingest: planning {runs:,} runs of history")
     sim = SimulatedLetta(scenario(runs), clock=clock)
     truth = sim.truth()["terminal"]
@@ -160,7 +165,7 @@ def measure(runs: int, repeat: int) -> list[Figure]:
     return result
 
 
-def timed(clock: Clock, replay: Replay, expected: tuple[int, int], repeat: int) -> dict[str, Pass]:
+def timed(clock: FakeClock, replay: Replay, expected: tuple[int, int], repeat: int) -> dict[str, Pass]:
     """Baseline, exporter, exporter with spans, `repeat` times interleaved; the best of each."""
     best: dict[str, Pass] = {}
     with tempfile.TemporaryDirectory() as tmp, otlp_sink.running() as sink:
@@ -184,23 +189,40 @@ def timed(clock: Clock, replay: Replay, expected: tuple[int, int], repeat: int) 
 
 def figures(best: dict[str, Pass], expected: tuple[int, int], repeat: int) -> list[Figure]:
     plain_s = best["plain"].seconds
-    common = {"runs": expected[0], "steps": expected[1], "requests": best["exporter"].requests, "repeat": repeat,
-              "baseline_s": round(plain_s, 3)}  # fmt: skip
+    common = {
+        "runs": expected[0],
+        "steps": expected[1],
+        "requests": best["exporter"].requests,
+        "repeat": repeat,
+        "baseline_s": round(plain_s, 3),
+    }
     where = f"{expected[0]:,} runs / {expected[1]:,} steps / {best['exporter'].requests:,} requests"
     exporter_s, spans_s = best["exporter"].seconds, best["spans"].seconds
     return [
         Figure(
-            "ingest_ratio", "ingest ratio (baseline ÷ exporter)", plain_s / exporter_s, "ratio", Target(">=", 0.5),
+            "ingest_ratio",
+            "ingest ratio (baseline ÷ exporter)",
+            plain_s / exporter_s,
+            "ratio",
+            Target(">=", 0.5),
             f"baseline {plain_s:.2f} s ÷ exporter {exporter_s:.2f} s; {where}; best of {repeat}",
             {**common, "exporter_s": round(exporter_s, 3), "runs_per_s": round(expected[0] / exporter_s, 1)},
         ),
         Figure(
-            "ingest_ratio_spans", "ingest ratio with OTLP spans", plain_s / spans_s, "ratio", Target(">=", 0.3),
+            "ingest_ratio_spans",
+            "ingest ratio with OTLP spans",
+            plain_s / spans_s,
+            "ratio",
+            Target(">=", 0.3),
             f"baseline {plain_s:.2f} s ÷ exporter+OTLP {spans_s:.2f} s ({best['spans'].spans:,} spans confirmed)",
-            {**common, "exporter_s": round(spans_s, 3), "spans": best["spans"].spans,
-             "runs_per_s": round(expected[0] / spans_s, 1)},
+            {
+                **common,
+                "exporter_s": round(spans_s, 3),
+                "spans": best["spans"].spans,
+                "runs_per_s": round(expected[0] / spans_s, 1),
+            },
         ),
-    ]  # fmt: skip
+    ]
 
 
 def profile(runs: int, top: int = 25) -> str:
@@ -214,8 +236,10 @@ def profile(runs: int, top: int = 25) -> str:
         finally:
             gc.unfreeze()
     out = io.StringIO()
-    out.write(f"# cProfile, one exporter pass: {result.runs:,} runs, {result.steps:,} steps, {result.requests:,} "
-              f"requests, {result.seconds:.2f} s (profiled)\n")  # fmt: skip
+    out.write(
+        f"# cProfile, one exporter pass: {result.runs:,} runs, {result.steps:,} steps, {result.requests:,} "
+        f"requests, {result.seconds:.2f} s (profiled)\n"
+    )
     for order in ("cumulative", "tottime"):
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats(order).print_stats(top)

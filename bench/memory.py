@@ -1,7 +1,7 @@
 """Memory: the exporter's RSS after a whole history of runs vs after the first 1 000.
 
 Runs in a child process of its own (a clean heap): a simulator streams runs at a fake-clock pace
-of 5 a second and an in-process exporter (tracker, file state, metrics; what `app.run` wires)
+of 5 a second and an in-process exporter (poll loop, file state, metrics; what `app.run` wires)
 polls it every 15 s until every run is counted and the re-check schedule has drained. RSS is read
 from /proc after a full garbage collection and a render of /metrics. The simulator shares the
 process, so it plans every run before the first reading and its share (RSS after planning minus
@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 from prometheus_client import generate_latest
 
-from bench.common import LETTA_URL, ROOT, START, Clock, Figure, Target, make_exporter, progress, rss_mb, total
+from bench.common import LETTA_URL, ROOT, Figure, Target, make_exporter, progress, rss_mb, total
+from exporter.letta import LettaSettings
 from exporter.simulator import Scenario, SimulatedLetta
-from exporter.tracker import TrackerSettings
+from exporter.simulator.clock import START, FakeClock
 
 RATE = 5.0
 INTERVAL = 15.0
@@ -36,7 +37,7 @@ SETTLE_S = 600.0  # after the last run is created: every run finishes and its re
 def child(runs: int) -> dict[str, Any]:
     gc.collect()
     before_sim = rss_mb()[0]
-    clock = Clock()
+    clock = FakeClock()
     sim = SimulatedLetta(Scenario(seed=31, agents=8, runs_per_second=RATE, max_runs=runs), clock=clock)
     clock.now = START + runs / RATE * 2 + 3600.0
     sim.handle(httpx.Request("GET", f"{LETTA_URL}/v1/health/"))  # plans every run now (any route does)
@@ -45,7 +46,7 @@ def child(runs: int) -> dict[str, Any]:
     simulator_mb = rss_mb()[0] - before_sim
     readings: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        exporter = make_exporter(sim.handle, clock, TrackerSettings(first_recheck=INTERVAL), f"{tmp}/state.db")
+        exporter = make_exporter(sim.handle, clock, LettaSettings(first_recheck=INTERVAL), f"{tmp}/state.db")
         registry = exporter.metrics.registry
 
         def read(name: str) -> None:
@@ -53,13 +54,18 @@ def child(runs: int) -> dict[str, Any]:
             generate_latest(registry)
             rss, peak = rss_mb()
             counted = total(registry, "letta_runs_finished_total")
-            readings[name] = {"process_rss_mb": rss, "peak_rss_mb": peak, "exporter_rss_mb": rss - simulator_mb,
-                              "runs_counted": counted, "tracked_runs": len(exporter.tracker.runs)}  # fmt: skip
+            readings[name] = {
+                "process_rss_mb": rss,
+                "peak_rss_mb": peak,
+                "exporter_rss_mb": rss - simulator_mb,
+                "runs_counted": counted,
+                "tracked_runs": len(exporter.loop.lifecycle.runs),
+            }
             progress(f"memory: {counted:,.0f} runs counted, exporter RSS {rss - simulator_mb:.1f} MB")
 
         settled_at = None
         while settled_at is None or clock.now < settled_at:
-            assert exporter.poll(), exporter.tracker.last_error
+            assert exporter.poll(), exporter.loop.last_error
             clock.now += INTERVAL
             if "first" not in readings and total(registry, "letta_runs_finished_total") >= FIRST:
                 read("first")
@@ -77,8 +83,11 @@ def measure(runs: int) -> list[Figure]:
     progress(f"memory: streaming {runs:,} runs through an exporter in a child process")
     out = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--child", "--runs", str(runs)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
     result = json.loads(out)
     first, last = result["first"], result["all"]
     growth = (last["exporter_rss_mb"] / first["exporter_rss_mb"] - 1) * 100
@@ -89,12 +98,16 @@ def measure(runs: int) -> list[Figure]:
     return [
         Figure("memory_growth_pct", "memory growth", growth, "%", Target("<=", 10), basis, result),
         Figure(
-            "memory_rss_mb", "memory total (exporter RSS)", last["exporter_rss_mb"], "MB", Target("<=", 120),
+            "memory_rss_mb",
+            "memory total (exporter RSS)",
+            last["exporter_rss_mb"],
+            "MB",
+            Target("<=", 120),
             f"process {last['process_rss_mb']:.1f} MB (peak {last['peak_rss_mb']:.1f}) less the simulator's "
             f"{result['simulator_mb']:.1f} MB",
             result,
         ),
-    ]  # fmt: skip
+    ]
 
 
 def main() -> None:

@@ -58,10 +58,17 @@ def spans(runs: int, repeat: int) -> list[Figure]:
     floor = span_path.best_rate(span_path.plain_protobuf, finished, repeat)
     ours = span_path.best_rate(span_path.ours, finished, repeat)
     return [
-        Figure("span_path_ratio", "span path: SDK build + encode ÷ plain protobuf", ours / floor, "ratio", None,
-               f"{ours:,.0f} vs {floor:,.0f} spans/s, {runs:,} runs x 7 spans, best of {repeat}",
-               {"spans_per_s": ours, "floor_spans_per_s": floor, "runs": runs, "repeat": repeat}, "higher")
-    ]  # fmt: skip
+        Figure(
+            "span_path_ratio",
+            "span path: SDK build + encode ÷ plain protobuf",
+            ours / floor,
+            "ratio",
+            None,
+            f"{ours:,.0f} vs {floor:,.0f} spans/s, {runs:,} runs x 7 spans, best of {repeat}",
+            {"spans_per_s": ours, "floor_spans_per_s": floor, "runs": runs, "repeat": repeat},
+            "higher",
+        )
+    ]
 
 
 def sections(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
@@ -122,8 +129,10 @@ def main() -> None:
     started_at, started = datetime.now(UTC), time.monotonic()
     load = {"at_start": os.getloadavg()[0]}
     if load["at_start"] > 0.5:
-        progress(f"warning: load average {load['at_start']:.1f} before starting: other processes use the CPU, "
-                 "timings will be noisy (ratios less so)")  # fmt: skip
+        progress(
+            f"warning: load average {load['at_start']:.1f} before starting: other processes use the CPU, "
+            "timings will be noisy (ratios less so)"
+        )
     figures: list[Figure] = []
     errors: dict[str, str] = {}
     for name, section in chosen.items():

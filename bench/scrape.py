@@ -32,8 +32,9 @@ from prometheus_client import generate_latest
 from bench import ingest
 from bench.common import LETTA_URL, ROOT, Figure, Target, make_exporter, progress, quantile
 from exporter.app import SNAPSHOT_MAX_AGE
+from exporter.letta import records
 from exporter.metrics import ExporterMetrics
-from exporter.model import FinishedRun, Run, Step, StepMetrics
+from exporter.model import FinishedRun, StepMetrics
 from exporter.server import MetricsServer, PollStatus
 
 # Prometheus 3's scrape Accept header (scrape_protocols default) and its gzip
@@ -56,14 +57,25 @@ def synthetic(i: int) -> FinishedRun:
     model, provider = f"bench-model-{i:04d}", f"bench-provider-{i % 7}"
     shapes = [("success", None), ("success", "end_turn"), ("failed", "llm_api_error")]
     steps = tuple(
-        Step.model_validate({"id": f"step-{i}-{j}", "model": model, "provider_name": provider, "status": status,
-                             "stop_reason": stop, "prompt_tokens": 1000, "completion_tokens": 50,
-                             "cached_input_tokens": 10, "cache_write_tokens": 5, "reasoning_tokens": 3,
-                             "trace_id": hashlib.md5(f"{i}".encode()).hexdigest()})
+        records.STEP(
+            {
+                "id": f"step-{i}-{j}",
+                "model": model,
+                "provider_name": provider,
+                "status": status,
+                "stop_reason": stop,
+                "prompt_tokens": 1000,
+                "completion_tokens": 50,
+                "cached_input_tokens": 10,
+                "cache_write_tokens": 5,
+                "reasoning_tokens": 3,
+                "trace_id": hashlib.md5(f"{i}".encode()).hexdigest(),
+            }
+        )
         for j, (status, stop) in enumerate(shapes)
-    )  # fmt: skip
+    )
     timings = {s.id: StepMetrics(llm_request_ns=10**8, tool_execution_ns=10**7, step_ns=2 * 10**8) for s in steps}
-    run = Run.model_validate({"id": f"run-{i}", "status": "failed", "created_at": "2026-11-22T12:31:38Z"})
+    run = records.RUN({"id": f"run-{i}", "status": "failed", "created_at": "2026-11-22T12:31:38Z"})
     return FinishedRun(run=run, status="failed", steps=steps, step_metrics=timings)
 
 
@@ -112,8 +124,11 @@ def scrapers(url: str, count: int, seconds: float) -> dict[str, Any]:
 def run_scrapers(url: str, count: int, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.scrape", "--client", url, "--scrapers", str(count), "--seconds", str(seconds)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
     result: dict[str, Any] = json.loads(out)
     assert result["errors"] == 0 and result["latencies_ms"], result
     return result
@@ -125,14 +140,20 @@ def measure(target_series: int, seconds: float, count: int) -> list[Figure]:
     stop = threading.Event()
     passes: list[float] = []
     publishing: list[float] = []
-    server = MetricsServer(metrics.registry, PollStatus(poll_interval=INTERVAL), LETTA_URL, "127.0.0.1", 0,
-                           snapshot_max_age=max(SNAPSHOT_MAX_AGE, 2 * INTERVAL))  # fmt: skip
+    server = MetricsServer(
+        metrics.registry,
+        PollStatus(poll_interval=INTERVAL),
+        LETTA_URL,
+        "127.0.0.1",
+        0,
+        snapshot_max_age=max(SNAPSHOT_MAX_AGE, 2 * INTERVAL),
+    )
 
     def poll_flat_out() -> None:
         while not stop.is_set():
             exporter = make_exporter(replay, clock, ingest.SETTINGS, metrics=metrics)
             started = time.perf_counter()
-            assert exporter.poll(), exporter.tracker.last_error
+            assert exporter.poll(), exporter.loop.last_error
             passes.append(time.perf_counter() - started)
             started = time.perf_counter()
             server.publish()  # as app.run does after each poll
@@ -145,7 +166,7 @@ def measure(target_series: int, seconds: float, count: int) -> list[Figure]:
         progress("scrape: one ingest pass, then synthetic models up to the series target")
         alone = make_exporter(replay, clock, ingest.SETTINGS, metrics=metrics)
         started = time.perf_counter()
-        assert alone.poll(), alone.tracker.last_error
+        assert alone.poll(), alone.loop.last_error
         alone_rate = expected[0] / (time.perf_counter() - started)
         alone.close()
         count_series = seed(metrics, target_series)
@@ -164,24 +185,47 @@ def measure(target_series: int, seconds: float, count: int) -> list[Figure]:
     idle_ms, loaded_ms = idle["latencies_ms"], loaded["latencies_ms"]
     rate = expected[0] * len(passes) / sum(passes) if passes else 0.0
     detail = {
-        "series": count_series, "scrapers": count, "pause_s": PAUSE, "seconds": seconds,
-        "scrapes": len(loaded_ms), "mean_response_bytes": round(loaded["mean_bytes"]),
-        "idle_p50_ms": quantile(idle_ms, 0.5), "loaded_p50_ms": quantile(loaded_ms, 0.5),
-        "loaded_p99_ms": quantile(loaded_ms, 0.99), "loaded_max_ms": max(loaded_ms),
-        "ingest_passes": len(passes), "ingest_runs_per_s_while_scraped": round(rate, 1),
+        "series": count_series,
+        "scrapers": count,
+        "pause_s": PAUSE,
+        "seconds": seconds,
+        "scrapes": len(loaded_ms),
+        "mean_response_bytes": round(loaded["mean_bytes"]),
+        "idle_p50_ms": quantile(idle_ms, 0.5),
+        "loaded_p50_ms": quantile(loaded_ms, 0.5),
+        "loaded_p99_ms": quantile(loaded_ms, 0.99),
+        "loaded_max_ms": max(loaded_ms),
+        "ingest_passes": len(passes),
+        "ingest_runs_per_s_while_scraped": round(rate, 1),
         "ingest_runs_per_s_alone": round(alone_rate, 1),
         "publish_p50_ms": quantile(publishing, 0.5) * 1000 if publishing else None,
-    }  # fmt: skip
-    where = (f"{count_series:,} series, {count} scrapers, ingest {rate:,.0f} runs/s while scraped "
-             f"({alone_rate:,.0f} alone)")  # fmt: skip
+    }
+    where = (
+        f"{count_series:,} series, {count} scrapers, ingest {rate:,.0f} runs/s while scraped ({alone_rate:,.0f} alone)"
+    )
     return [
-        Figure("scrape_p50_ms", "scrape latency p50 under ingest", detail["loaded_p50_ms"], "ms", None,
-               f"{where}; idle p50 {detail['idle_p50_ms']:.1f} ms", detail, "lower"),
-        Figure("scrape_p99_ms", "scrape latency p99 under ingest", detail["loaded_p99_ms"], "ms", Target("<=", 100),
-               f"max {detail['loaded_max_ms']:.1f} ms; {len(loaded_ms)} scrapes of "
-               f"{loaded['mean_bytes'] / 1e3:,.0f} kB (OpenMetrics, sent gzipped); publishing after each poll "
-               f"{detail['publish_p50_ms'] or 0:.0f} ms", detail),
-    ]  # fmt: skip
+        Figure(
+            "scrape_p50_ms",
+            "scrape latency p50 under ingest",
+            detail["loaded_p50_ms"],
+            "ms",
+            None,
+            f"{where}; idle p50 {detail['idle_p50_ms']:.1f} ms",
+            detail,
+            "lower",
+        ),
+        Figure(
+            "scrape_p99_ms",
+            "scrape latency p99 under ingest",
+            detail["loaded_p99_ms"],
+            "ms",
+            Target("<=", 100),
+            f"max {detail['loaded_max_ms']:.1f} ms; {len(loaded_ms)} scrapes of "
+            f"{loaded['mean_bytes'] / 1e3:,.0f} kB (OpenMetrics, sent gzipped); publishing after each poll "
+            f"{detail['publish_p50_ms'] or 0:.0f} ms",
+            detail,
+        ),
+    ]
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from exporter.model import FinishedRun, Run, Step, StepMetrics
+from exporter.letta import records
+from exporter.model import FinishedRun, StepMetrics
 from exporter.spans import build_spans, default_resource
 
 MODELS = [("gpt-4o-mini", "openai"), ("claude-sonnet-4", "anthropic"), ("gemini-2.5-flash", "google_ai")]
@@ -33,7 +34,7 @@ def make_runs(count: int) -> list[FinishedRun]:
         model, provider = MODELS[i % len(MODELS)]
         trace = hashlib.md5(str(i).encode()).hexdigest()
         steps = tuple(
-            Step.model_validate(
+            records.STEP(
                 {
                     "id": f"step-{i}-{j}",
                     "run_id": f"run-{i}",
@@ -54,7 +55,7 @@ def make_runs(count: int) -> list[FinishedRun]:
             s.id: StepMetrics(llm_request_ns=80_000_000, tool_execution_ns=30_000_000, step_ns=120_000_000)
             for s in steps
         }
-        run = Run.model_validate(
+        run = records.RUN(
             {
                 "id": f"run-{i}",
                 "status": "completed",

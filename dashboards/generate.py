@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from alerts.generate import Settings as AlertSettings
-from alerts.generate import duration_seconds
 from dashboards import letta_metrics as m
+from exporter.config import parse_duration
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 42  # Grafana 12.x/13.x; the defaultDashboard of @grafana/schema 13.2.3
@@ -61,6 +61,14 @@ def ratio(numerator: str, denominator: str, on: str = "") -> str:
     """``numerator / denominator``, empty (not NaN) where the denominator is 0: no traffic, no line."""
     matching = f" on ({on}) group_left ()" if on else ""
     return f"{numerator} /{matching} ({denominator} > 0)"
+
+
+def decided_runs(func: str, by: str = "", *matchers: str, window: str = RATE) -> str:
+    """``sum by (by) (func(letta_runs_finished_total{matchers}[window]))`` without the runs awaiting
+    approval, which have neither succeeded nor failed: what every run ratio divides by."""
+    grouping = f" by ({by})" if by else ""
+    awaiting = f"{func}({m.RUNS_FINISHED}{sel(*m.AWAITING_APPROVAL)}[{window}])"
+    return f"sum{grouping} ({func}({m.RUNS_FINISHED}{sel(*matchers)}[{window}]) unless {awaiting})"
 
 
 def quantile(q: float, histogram: str, by: str = "", *matchers: str) -> str:
@@ -369,8 +377,10 @@ AGENT_VAR = Variable(
     "Empty unless the exporter runs with per-agent labels",
 )
 
+# No run awaiting approval is failed or expired, so these numerators need no exclusion of their own.
 FAILED = f'status="{m.STATUS_FAILED}"'
 EXPIRED = f'status="{m.STATUS_EXPIRED}"'
+AWAITING = m.AWAITING_APPROVAL
 LLM = f'phase="{m.PHASE_LLM_REQUEST}"'
 TOOL = f'phase="{m.PHASE_TOOL_EXECUTION}"'
 STEP = f'phase="{m.PHASE_STEP}"'
@@ -396,6 +406,8 @@ def _quantiles(histogram: str, *matchers: str, exemplar: bool = False) -> tuple[
 def overview() -> Spec:
     finished_range = f"sum(increase({m.RUNS_FINISHED}{sel()}[$__range]))"
     failed_range = f"sum(increase({m.RUNS_FINISHED}{sel(FAILED)}[$__range]))"
+    decided_range = decided_runs("increase", window="$__range")
+    awaiting_range = f"sum(increase({m.RUNS_FINISHED}{sel(*AWAITING)}[$__range]))"
     summary = Row(
         "Summary",
         (
@@ -405,23 +417,25 @@ def overview() -> Spec:
                 (Target(f"min({m.UP}{sel()})"),),
                 kind="stat",
                 unit="none",
-                width=4,
+                width=3,
                 height=4,
                 mappings=UP_MAPPINGS,
             ),
             Panel(
                 "Runs finished",
-                "Runs that reached a terminal state in the selected time range.",
+                "Runs that reached a terminal state in the selected time range, including those awaiting approval.",
                 (Target(finished_range, instant=True),),
                 kind="stat",
-                width=4,
+                width=3,
                 height=4,
                 decimals=0,
             ),
             Panel(
                 "Failed runs",
-                "Share of the runs finished in the selected time range whose status is failed.",
-                (Target(ratio(failed_range, finished_range), instant=True),),
+                "Share of the runs finished in the selected time range whose status is failed (failed "
+                "includes runs Letta reported completed with a failure stop reason). Runs awaiting "
+                "approval are left out.",
+                (Target(ratio(failed_range, decided_range), instant=True),),
                 kind="stat",
                 unit="percentunit",
                 width=4,
@@ -430,11 +444,21 @@ def overview() -> Spec:
                 no_value="no runs",
             ),
             Panel(
+                "Awaiting approval",
+                "Runs that finished in the selected time range waiting for a human to approve a tool call "
+                "(completed, stop reason requires_approval). Neither successes nor failures.",
+                (Target(awaiting_range, instant=True),),
+                kind="stat",
+                width=3,
+                height=4,
+                decimals=0,
+            ),
+            Panel(
                 "Active runs",
                 "Non-terminal runs the exporter tracks (created, running, pending).",
                 (Target(f"sum({m.RUNS_ACTIVE}{sel()})"),),
                 kind="stat",
-                width=4,
+                width=3,
                 height=4,
             ),
             Panel(
@@ -442,7 +466,7 @@ def overview() -> Spec:
                 "Active runs older than the exporter's --stuck-after.",
                 (Target(f"sum({m.RUNS_STUCK}{sel()})"),),
                 kind="stat",
-                width=4,
+                width=3,
                 height=4,
                 threshold=1,
             ),
@@ -452,9 +476,9 @@ def overview() -> Spec:
                 (Target(f"time() - max({m.LAST_POLL_SUCCESS}{sel()})"),),
                 kind="stat",
                 unit="s",
-                width=4,
+                width=5,
                 height=4,
-                threshold=duration_seconds(ALERTS.stale_after),
+                threshold=int(parse_duration(ALERTS.stale_after)),
             ),
         ),
     )
@@ -463,19 +487,21 @@ def overview() -> Spec:
         (
             Panel(
                 "Runs/s by status",
-                "Runs created and runs finished per second, by terminal status.",
+                "Runs created and runs finished per second, by terminal status. Runs awaiting a human's "
+                "tool approval (completed, stop reason requires_approval) are their own line, not in completed.",
                 (
-                    Target(sum_rate(m.RUNS_FINISHED, "status"), "{{status}}"),
+                    Target(decided_runs("rate", "status"), "{{status}}"),
+                    Target(sum_rate(m.RUNS_FINISHED, "", *AWAITING), "awaiting approval"),
                     Target(sum_rate(m.RUNS_CREATED), "created"),
                 ),
             ),
             Panel(
                 "Failed and expired share of finished runs",
-                "Failed (and expired) runs as a share of all finished runs. The dashed line is the "
-                "LettaRunFailureRatioHigh threshold. Empty when no run finished.",
+                "Failed (and expired) runs as a share of the finished runs, leaving out those awaiting "
+                "approval. The dashed line is the LettaRunFailureRatioHigh threshold. Empty when no run finished.",
                 (
-                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", FAILED), sum_rate(m.RUNS_FINISHED)), "failed"),
-                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", EXPIRED), sum_rate(m.RUNS_FINISHED)), "expired"),
+                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", FAILED), decided_runs("rate")), "failed"),
+                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", EXPIRED), decided_runs("rate")), "expired"),
                 ),
                 unit="percentunit",
                 threshold=ALERTS.failed_ratio,
@@ -589,7 +615,7 @@ def overview() -> Spec:
                 (Target(f"time() - {m.LAST_POLL_SUCCESS}{sel()}", "{{instance}}"),),
                 width=8,
                 unit="s",
-                threshold=duration_seconds(ALERTS.stale_after),
+                threshold=int(parse_duration(ALERTS.stale_after)),
             ),
             Panel(
                 "Poll duration",
@@ -803,18 +829,22 @@ def by_model() -> Spec:
             ),
             Panel(
                 "Finished runs/s by agent and status",
-                "Runs of agents outside the allowlist or top-N are counted under agent=other.",
-                (Target(sum_rate(m.RUNS_FINISHED, f"{m.AGENT_LABEL}, status", AGENT), "{{agent}} {{status}}"),),
+                "Runs of agents outside the allowlist or top-N are counted under agent=other. Runs awaiting "
+                "approval are their own line, not in completed.",
+                (
+                    Target(decided_runs("rate", f"{m.AGENT_LABEL}, status", AGENT), "{{agent}} {{status}}"),
+                    Target(sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, *AWAITING), "{{agent}} awaiting approval"),
+                ),
                 legend_table=True,
             ),
             Panel(
                 "Failed run share by agent",
-                "Share of each agent's finished runs whose status is failed.",
+                "Share of each agent's finished runs whose status is failed, leaving out those awaiting approval.",
                 (
                     Target(
                         ratio(
                             sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, FAILED),
-                            sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT),
+                            decided_runs("rate", m.AGENT_LABEL, AGENT),
                         ),
                         "{{agent}}",
                     ),

@@ -66,13 +66,20 @@ ALL = (
 PHASE_LLM_REQUEST = "llm_request"
 PHASE_TOOL_EXECUTION = "tool_execution"
 PHASE_STEP = "step"
+STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_EXPIRED = "expired"
+STOP_REASON_REQUIRES_APPROVAL = "requires_approval"
 TOKEN_INPUT = "input"
 TOKEN_OUTPUT = "output"
 TOKEN_CACHED_INPUT = "cached_input"
 TOKEN_CACHE_WRITE = "cache_write"
 TOKEN_REASONING = "reasoning"
+
+# A run Letta completed with stop reason requires_approval is paused until a human approves a tool
+# call: neither a success nor a failure yet. The run ratios leave these runs out (numerator and
+# denominator) and the dashboards show them as their own "awaiting approval" series.
+AWAITING_APPROVAL = (f'status="{STATUS_COMPLETED}"', f'stop_reason="{STOP_REASON_REQUIRES_APPROVAL}"')
 
 # Labels that only exist when per-agent labels are enabled; aggregations drop it so that alerts
 # keep one series per exporter either way.

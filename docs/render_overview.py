@@ -1,7 +1,7 @@
 """Draw docs/overview.png: the "Letta / Overview" Grafana dashboard, rendered from real data.
 
 No Grafana here, so this starts the same stack as the tests (simulator → exporter → a real
-Prometheus, ``tests/conftest.py``), lets it run, sends the dashboard's own panel queries to
+Prometheus, ``tests/stack.py``), lets it run, sends the dashboard's own panel queries to
 Prometheus's ``/api/v1/query_range`` (stat panels: ``/api/v1/query``) with the Grafana variables
 filled in, and draws the panels with matplotlib where the dashboard JSON puts them: its grid
 positions, units, thresholds, stacking, value mappings and legends.
@@ -35,7 +35,7 @@ from matplotlib.gridspec import GridSpec
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dashboards import generate as dash
-from tests.conftest import letta_stack
+from tests.stack import letta_stack
 from tests.support import ROOT, tool, wait_until
 
 DASHBOARD = ROOT / "dashboards" / "letta-overview.json"
@@ -50,9 +50,23 @@ WIDTH_INCHES = 20.0  # 24 grid columns
 PAGE, PANEL, TEXT, MUTED, GRID = "#111217", "#181b1f", "#ccccdc", "#8e8e9e", "#2c3235"
 GREEN, RED = "#73BF69", "#F2495C"
 PALETTE = (
-    "#7EB26D", "#EAB839", "#6ED0E0", "#EF843C", "#E24D42", "#1F78C1", "#BA43A9", "#705DA0",
-    "#508642", "#CCA300", "#447EBC", "#C15C17", "#890F02", "#0A437C", "#6D1F62", "#584477",
-)  # fmt: skip
+    "#7EB26D",
+    "#EAB839",
+    "#6ED0E0",
+    "#EF843C",
+    "#E24D42",
+    "#1F78C1",
+    "#BA43A9",
+    "#705DA0",
+    "#508642",
+    "#CCA300",
+    "#447EBC",
+    "#C15C17",
+    "#890F02",
+    "#0A437C",
+    "#6D1F62",
+    "#584477",
+)
 COLORS = {"green": GREEN, "red": RED}
 
 Json = dict[str, Any]
@@ -196,17 +210,26 @@ def draw_timeseries(ax: Axes, panel: Json, prom: Prometheus, variables: dict[str
     ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _: datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")))
     if columns:
         ax.legend(
-            loc="upper left", bbox_to_anchor=(0, -0.1), ncol=min(len(names), max(3, panel["gridPos"]["w"] // 2)),
-            fontsize=6.5, frameon=False, labelcolor=TEXT, handlelength=1.2, columnspacing=1.0,
-        )  # fmt: skip
+            loc="upper left",
+            bbox_to_anchor=(0, -0.1),
+            ncol=min(len(names), max(3, panel["gridPos"]["w"] // 2)),
+            fontsize=6.5,
+            frameon=False,
+            labelcolor=TEXT,
+            handlelength=1.2,
+            columnspacing=1.0,
+        )
 
 
 def render(prom: Prometheus, dashboard: Json, job: str, output: Path) -> list[str]:
     """Draw the ROWS of ``dashboard`` into ``output``; returns the titles of panels with no data."""
     variables = {
-        "job": job, "instance": ".+", "__rate_interval": RATE_INTERVAL, "__interval": f"{prom.step:g}s",
+        "job": job,
+        "instance": ".+",
+        "__rate_interval": RATE_INTERVAL,
+        "__interval": f"{prom.step:g}s",
         "__range": f"{round(prom.end - prom.start)}s",
-    }  # fmt: skip
+    }
     rows: list[tuple[Json, list[Json]]] = []
     for panel in dashboard["panels"]:
         if panel["type"] == "row":

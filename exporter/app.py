@@ -14,29 +14,49 @@ import httpx
 
 from exporter import webconfig
 from exporter.config import Settings
-from exporter.letta import LettaClient
+from exporter.letta import LettaClient, LettaPoller, LettaSettings
+from exporter.lifecycle import RunLifecycle
+from exporter.loop import PollLoop
 from exporter.metrics import ExporterMetrics
 from exporter.otlp import SpanDelivery, exporter_from_env
 from exporter.server import MetricsServer, PollStatus
 from exporter.spans import default_resource
 from exporter.state import StateStore
-from exporter.tracker import Tracker, TrackerSettings
+from exporter.types import Clock
 
 log = logging.getLogger(__name__)
 SNAPSHOT_MAX_AGE = 30.0  # seconds (at least two poll intervals) a /metrics rendering is served during a long poll
 
 
-def tracker_settings(settings: Settings) -> TrackerSettings:
-    return TrackerSettings(
+def letta_settings(settings: Settings, spans: bool) -> LettaSettings:
+    return LettaSettings(
         page_size=settings.page_size,
-        stuck_after=settings.stuck_after,
         expire_after=settings.expire_after,
         backfill=settings.backfill,
         max_catchup=settings.max_catchup,
         step_timings=settings.step_timings,
         concurrency=settings.concurrency,
         first_recheck=settings.poll_interval,
+        agent_names=spans,
     )
+
+
+def letta_loop(
+    client: LettaClient,
+    store: StateStore,
+    metrics: ExporterMetrics,
+    settings: LettaSettings,
+    *,
+    stuck_after: float = 900.0,
+    spans: SpanDelivery | None = None,
+    clock: Clock = time.time,
+) -> PollLoop:
+    """The poll loop over Letta, resumed from the state file: its runs, watermark and counter values."""
+    saved = store.load()
+    metrics.ledger.restore(saved.series)
+    lifecycle = RunLifecycle(saved.runs, saved.watermark)
+    poller = LettaPoller(client, lifecycle, metrics, settings, clock=clock)
+    return PollLoop(poller, lifecycle, store, metrics, stuck_after=stuck_after, spans=spans, clock=clock)
 
 
 def make_client(
@@ -70,7 +90,14 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             span_exporter, store, metrics, default_resource(), max_queued_runs=settings.otlp_queue_size
         )
         delivery.start()
-    tracker = Tracker(client, store, metrics, tracker_settings(settings), spans=delivery)
+    poll_loop = letta_loop(
+        client,
+        store,
+        metrics,
+        letta_settings(settings, spans=delivery is not None),
+        stuck_after=settings.stuck_after,
+        spans=delivery,
+    )
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
@@ -95,11 +122,11 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     try:
         while not stop.is_set():
             started = time.monotonic()
-            poll = asyncio.create_task(tracker.poll())
+            poll = asyncio.create_task(poll_loop.poll())
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait({poll, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if not poll.done():
-                poll.cancel()  # the tracker commits what it finished before the cancellation
+                poll.cancel()  # the loop commits what it finished before the cancellation
             waiter.cancel()
             try:
                 ok = await poll
@@ -112,7 +139,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             if ok:
                 status.last_success, status.last_error = time.time(), None
             else:
-                status.last_error = tracker.last_error or "poll failed"
+                status.last_error = poll_loop.last_error or "poll failed"
             await asyncio.to_thread(server.publish)
             remaining = settings.poll_interval - (time.monotonic() - started)
             if remaining > 0:

@@ -9,16 +9,18 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from exporter import __version__, app, config, logs
-from exporter.letta import LettaError
+from exporter.letta import LettaError, records
 from exporter.metrics import ExporterMetrics
-from exporter.model import Run, Step
 from exporter.otlp import OtlpConfigError
 from exporter.state import StateError
 
 DEMO_STATE = "letta-exporter-demo.db"
+M = TypeVar("M", bound=BaseModel)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,21 +113,21 @@ async def _check(settings: config.Settings) -> int:
     client = app.make_client(settings, metrics)
     problems: list[str] = []
 
-    def parse(model: type[Run] | type[Step], raw: Any) -> Any:
-        found: list[str] = []
+    def parse(reader: records.Reader[M], raw: Any) -> M | None:
+        found: records.Problems = []
         try:
-            parsed = model.model_validate(raw, context={"problems": found})
-        except ValueError as exc:
-            problems.append(f"{model.__name__} not understood: {exc}")
+            parsed = reader(raw, found)
+        except records.InvalidRecord as exc:
+            problems.append(f"{reader.model.__name__} not understood: {exc}")
             return None
-        problems.extend(f"{model.__name__} {raw.get('id')}: {p}" for p in found)
+        problems.extend(f"{reader.model.__name__} {raw.get('id')}: {p}" for p in found)
         return parsed
 
     try:
         health = await client.health()
         print(f"server      : {settings.letta_url} (Letta {health.get('version', 'unknown version')})")
         raw_runs = await client.get_list("/v1/runs/", "/v1/runs/", {"order": "desc", "limit": 100})
-        runs = [r for r in (parse(Run, raw) for raw in raw_runs) if r is not None]
+        runs = [r for r in (parse(records.RUN, raw) for raw in raw_runs) if r is not None]
         by_status = Counter(r.status for r in runs)
         print(f"runs        : newest {len(runs)}: " + (", ".join(f"{k}={v}" for k, v in by_status.items()) or "none"))
         populated = {
@@ -136,7 +138,7 @@ async def _check(settings: config.Settings) -> int:
         if finished is None:
             print("steps       : no finished run to inspect yet")
         else:
-            steps = [s for s in (parse(Step, raw) for raw in await client.run_steps(finished.id)) if s]
+            steps = [s for s in (parse(records.STEP, raw) for raw in await client.run_steps(finished.id)) if s]
             traced = sum(s.trace_id is not None for s in steps)
             models = sorted({f"{s.provider}/{s.model}" for s in steps})
             print(

@@ -25,12 +25,13 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names it and is safe to print (no secret values)."""
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 
 
 def parse_duration(text: str) -> float:
-    """`500ms`, `15s`, `5m`, `24h`, `1h30m`, or plain seconds; returns seconds."""
+    """`500ms`, `15s`, `5m`, `24h`, `1h30m`, or plain seconds; returns seconds. Prometheus's
+    durations (`1w`, `1y`) read the same, so the alert and dashboard generators use it too."""
     value = text.strip()
     try:
         seconds = float(value)

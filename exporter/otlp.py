@@ -1,6 +1,6 @@
 """OTLP delivery of finished runs' spans: bounded, persistent, at-least-once, never a duplicate count.
 
-The tracker persists each counted run's `FinishedRun` as a pending export in the same transaction
+The poll loop persists each counted run's `FinishedRun` as a pending export in the same transaction
 that counts it, and only then hands it here. A background thread builds the spans, exports them
 through the SDK's OTLP exporter and deletes the pending row once the collector confirmed them.
 A crash therefore re-sends at most the batch in flight (with identical ids) and loses nothing; a

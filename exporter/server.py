@@ -122,8 +122,14 @@ class MetricsServer:
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path not in UNAUTHENTICATED and not self._web.authorized(environ.get("HTTP_AUTHORIZATION")):
-            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="letta-exporter"'),
-                                                ("Content-Type", "text/plain"), ("Content-Length", "13")])  # fmt: skip
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("WWW-Authenticate", 'Basic realm="letta-exporter"'),
+                    ("Content-Type", "text/plain"),
+                    ("Content-Length", "13"),
+                ],
+            )
             return [b"unauthorized\n"]
         if path == "/metrics":
             return self._metrics_app(environ, start_response)

@@ -5,8 +5,9 @@ SDK's span objects directly costs a fraction of starting and ending real spans. 
 derived from Letta's ids, so exporting the same run twice yields identical spans — which is what
 lets delivery be retried safely.
 
-Letta steps carry no timestamps, only durations and order; step spans are laid end to end from
-the run's start and marked `letta.timing = derived`.
+Letta 0.16.8 steps carry no timestamps, only durations and order: step spans are laid end to end
+from the run's start and marked `letta.timing = derived`. Where the server fills the step
+metrics' start times (Letta Cloud documents them), those are used (`letta.timing = reported`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from exporter import __version__
-from exporter.model import FinishedRun, Step
+from exporter.model import FinishedRun, Step, StepMetrics
 
 SCOPE = InstrumentationScope("letta-exporter", __version__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -100,9 +101,10 @@ def build_spans(finished: FinishedRun, resource: Resource) -> list[ReadableSpan]
     run_metrics = finished.run_metrics
     cursor = run_metrics.run_start_ns if run_metrics and run_metrics.run_start_ns else start
     for step in finished.steps:
-        spans.extend(_step_spans(finished, step, cursor, run_context, resource))
         timing = finished.step_metrics.get(step.id)
-        cursor += (timing.step_ns or 0) if timing else 0
+        step_start = timing.step_start_ns if timing and timing.step_start_ns else cursor
+        spans.extend(_step_spans(finished, step, step_start, run_context, resource))
+        cursor = step_start + ((timing.step_ns or 0) if timing else 0)
     return spans
 
 
@@ -116,10 +118,9 @@ def _error_type(finished: FinishedRun) -> str:
 def _step_spans(
     finished: FinishedRun, step: Step, start: int, run_context: SpanContext, resource: Resource
 ) -> list[ReadableSpan]:
-    timing = finished.step_metrics.get(step.id)
-    step_ns = (timing.step_ns if timing else None) or 0
-    llm_ns = timing.llm_request_ns if timing else None
-    tool_ns = timing.tool_execution_ns if timing else None
+    timing = finished.step_metrics.get(step.id) or StepMetrics()
+    step_ns = timing.step_ns or 0
+    llm_ns, tool_ns = timing.llm_request_ns, timing.tool_execution_ns
     own_trace = step.trace_id is not None and int(step.trace_id, 16) != run_context.trace_id
     trace_id = int(step.trace_id, 16) if own_trace and step.trace_id else run_context.trace_id
     context = _context(trace_id, _derived_id("step", step.id, 8))
@@ -135,7 +136,7 @@ def _step_spans(
         "letta.step.id": step.id,
         "letta.step.status": step.status or "none",
         "letta.step.stop_reason": step.stop_reason or "none",
-        "letta.timing": "derived",
+        "letta.timing": "reported" if timing.step_start_ns else "derived",
     }
     if llm_ns is not None:
         attributes["letta.step.llm_request_ns"] = llm_ns
@@ -159,7 +160,7 @@ def _step_spans(
         )
     ]
     if tool_ns is not None:
-        tool_start = start + (llm_ns or 0)
+        tool_start = (timing.llm_request_start_ns or start) + (llm_ns or 0)
         spans.append(
             ReadableSpan(
                 name="execute_tool",

@@ -13,8 +13,10 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
+
+from exporter.lifecycle import Decisions, RunRecord
 
 SCHEMA_VERSION = "1"
 
@@ -45,26 +47,9 @@ class StateError(RuntimeError):
 
 
 @dataclass
-class RunRecord:
-    """A run the exporter knows about.
+class SavedState:
+    """What the state file held when the process started."""
 
-    phase: `active` (tracked, not yet counted), `done` (counted, or seen finished before counting
-    started; kept for de-duplication and re-checks), `expired` (counted as expired while Letta
-    still lists it as active).
-    """
-
-    id: str
-    created_at: float
-    status: str
-    phase: str
-    counted_status: str | None = None
-    recheck_at: float | None = None
-    recheck_interval: float | None = None
-    attempts: int = 0
-
-
-@dataclass
-class Snapshot:
     watermark: float | None
     runs: dict[str, RunRecord]
     series: list[tuple[str, tuple[str, ...], object]]
@@ -95,11 +80,11 @@ class StateStore:
         elif version[0] != SCHEMA_VERSION:
             raise StateError(f"state file {path} has schema version {version[0]}, expected {SCHEMA_VERSION}")
 
-    def load(self) -> Snapshot:
+    def load(self) -> SavedState:
         with self._lock:
             return self._load()
 
-    def _load(self) -> Snapshot:
+    def _load(self) -> SavedState:
         row = self._db.execute("SELECT value FROM meta WHERE key='watermark'").fetchone()
         runs = {
             r[0]: RunRecord(*r)
@@ -111,38 +96,30 @@ class StateStore:
             (metric, tuple(json.loads(labels)), json.loads(value))
             for metric, labels, value in self._db.execute("SELECT metric, labels, value FROM series")
         ]
-        return Snapshot(float(row[0]) if row else None, runs, series)
+        return SavedState(float(row[0]) if row else None, runs, series)
 
     def commit(
-        self,
-        *,
-        watermark: float | None,
-        upserts: Iterable[RunRecord],
-        deletes: Iterable[str],
-        series: Iterable[tuple[str, tuple[str, ...], object]],
-        exports: Iterable[tuple[str, str]] = (),
+        self, decisions: Decisions, series: Iterable[tuple[str, tuple[str, ...], object]], exports: bool
     ) -> None:
-        """Write one poll's outcome atomically: marks, counter values and spans still to deliver."""
+        """Write one poll's outcome atomically: run marks, counter values and, with `exports`, the
+        finished runs whose spans are still to be delivered."""
+        pending = [(f.run.id, f.model_dump_json()) for f in decisions.finished] if exports else []
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if watermark is not None:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (repr(watermark),))
+                if decisions.watermark is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('watermark', ?)", (repr(decisions.watermark),))
                 db.executemany(
                     "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (r.id, r.created_at, r.status, r.phase, r.counted_status, r.recheck_at, r.recheck_interval,
-                         r.attempts)
-                        for r in upserts
-                    ],
-                )  # fmt: skip
-                db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in deletes])
+                    [astuple(record) for record in decisions.upserts],
+                )
+                db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in decisions.deletes])
                 db.executemany(
                     "INSERT OR REPLACE INTO series VALUES (?, ?, ?)",
                     [(m, json.dumps(list(labels)), json.dumps(v)) for m, labels, v in series],
                 )
-                db.executemany("INSERT OR REPLACE INTO exports VALUES (?, ?)", list(exports))
+                db.executemany("INSERT OR REPLACE INTO exports VALUES (?, ?)", pending)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

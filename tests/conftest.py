@@ -3,65 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import NamedTuple
 
-import httpx
 import pytest
 
-from tests.support import ROOT, Process, free_port, start_exporter, start_simulator, tool, wait_until
-
-JOB = "letta-exporter"  # the job name the alert rules select on
-RULES_FILE = ROOT / "alerts" / "letta-exporter.rules.yml"
-# Simulated traffic with every kind of run, a server that reports ttft_ns for half of them, and
-# an HTTP 500 every 40 requests (the exporter retries: counts stay exact, the error panel has data).
-SIMULATOR_ARGS = (
-    "--runs-per-second", "10", "--duration-scale", "0.1", "--history", "50", "--ttft", "0.5", "--error-every", "40",
-)  # fmt: skip
-# Short stuck/expire windows so that the simulator's never-finishing runs become stuck, then expired.
-EXPORTER_ARGS = ("--poll-interval", "500ms", "--state-path", ":memory:", "--stuck-after", "2s", "--expire-after", "4s")
-
-
-class Stack(NamedTuple):
-    prometheus_url: str
-    exporter_url: str
-    simulator_url: str
-    job: str
-    rules_file: Path
-
-
-@contextmanager
-def letta_stack(workdir: Path, prometheus: str) -> Iterator[Stack]:
-    """Simulator → exporter → Prometheus (scraping and evaluating the alert rules every second, exemplar
-    storage on), all on 127.0.0.1; yields once Prometheus is ready, stops all three on exit."""
-    with ExitStack() as cleanup:
-        sim, sim_url = start_simulator(*SIMULATOR_ARGS)
-        cleanup.callback(sim.stop)
-        exporter, exporter_url = start_exporter(sim_url, *EXPORTER_ARGS)
-        cleanup.callback(exporter.stop)
-        port = free_port()
-        config = workdir / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: ['{RULES_FILE}']\n"
-            "scrape_configs:\n"
-            f"  - job_name: {JOB}\n    static_configs: [{{targets: ['{exporter_url.removeprefix('http://')}']}}]\n"
-        )
-        server = Process([
-            prometheus, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage", "--log.level=warn",
-        ])  # fmt: skip
-        cleanup.callback(server.stop)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if server.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {server.proc.returncode}:\n{server.text()[-3000:]}")
-            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-
-        wait_until(ready, timeout=30, what="prometheus ready")
-        yield Stack(url, exporter_url, sim_url, JOB, RULES_FILE)
+from tests.stack import Stack, letta_stack
+from tests.support import tool
 
 
 @pytest.fixture(scope="session")

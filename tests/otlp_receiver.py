@@ -92,7 +92,7 @@ class Receiver:
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)
-        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        bound: int = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
         self._grpc = server
         return bound

@@ -1,4 +1,5 @@
-"""Helpers for tests that start real processes on 127.0.0.1: start, wait for, scrape, stop."""
+"""Helpers for tests that start real processes on 127.0.0.1: start, wait for, scrape, compare with the
+simulator's ground truth, stop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+# (name, sorted labels) -> value of every sample of a scrape
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+# Exporter flags that let the simulator's runs finish, get stuck and expire within seconds.
+FAST = ("--poll-interval", "300ms", "--stuck-after", "2s", "--expire-after", "4s", "--backfill", "1h")
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
@@ -129,18 +135,17 @@ def start_simulator(*args: str) -> tuple[Process, str]:
     return process, url
 
 
-def start_exporter(letta_url: str, *args: str) -> tuple[Process, str]:
+def start_exporter(letta_url: str, *args: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
     process = Process(
-        exporter_cmd("run", "--letta-url", letta_url, "--listen-address", "127.0.0.1:0", "--log-format", "json", *args)
+        exporter_cmd("run", "--letta-url", letta_url, "--listen-address", "127.0.0.1:0", "--log-format", "json", *args),
+        env,
     )
     line = process.wait_for_line(r'"message": "letta-exporter started".*')
     listen = json.loads(line.string)["listen"]
     return process, f"http://{listen}"
 
 
-def scrape(
-    base_url: str, headers: dict[str, str] | None = None
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(base_url: str, headers: dict[str, str] | None = None) -> Samples:
     text = httpx.get(f"{base_url}/metrics", headers=headers, timeout=5).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -149,8 +154,39 @@ def scrape(
     }
 
 
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **match: str) -> float:
+def total(samples: Samples, name: str, **match: str) -> float:
     return sum(v for (n, labels), v in samples.items() if n == name and match.items() <= dict(labels).items())
+
+
+def _expected_finished(truth: dict[str, Any]) -> Counter[str]:
+    """Final status of every run (zombies are expired): what counted + status changes must add up to."""
+    counts = Counter(r["status"] if r["status"] != "running" else r["first_terminal_status"] for r in truth["terminal"])
+    counts["expired"] += sum(1 for r in truth["active"] if r["zombie"])
+    return +counts
+
+
+def _exported_finished(samples: Samples) -> dict[str, float]:
+    """Runs by final status as exported: finished counts moved along by the terminal status changes."""
+    counts: defaultdict[str, float] = defaultdict(float)
+    for (name, pairs), value in samples.items():
+        labels = dict(pairs)
+        if name == "letta_runs_finished_total":
+            counts[labels["status"]] += value
+        elif name == "letta_run_terminal_status_changes_total":
+            counts[labels["from"]] -= value
+            counts[labels["to"]] += value
+    return {status: count for status, count in counts.items() if count > 0}
+
+
+def settled(sim_url: str, exporter_url: str, runs: int) -> bool:
+    """All runs created and finished (or expired), and the exporter's counters equal the simulator's truth."""
+    truth = httpx.get(f"{sim_url}/_sim/truth", timeout=5).json()
+    if truth["runs"]["total"] < runs or any(not r["zombie"] for r in truth["active"]):
+        return False
+    samples = scrape(exporter_url)
+    return (
+        _exported_finished(samples) == _expected_finished(truth) and total(samples, "letta_runs_created_total") == runs
+    )
 
 
 def free_port() -> int:

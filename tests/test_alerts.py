@@ -123,6 +123,30 @@ def test_unit_tests_catch_a_wrong_threshold(tmp_path: Path) -> None:
     assert "LettaRunTTFTHigh" in result.stdout + result.stderr
 
 
+AWAITING_EXCLUSION = re.compile(r" unless \w+\(letta_runs_finished_total\{[^}]*requires_approval[^}]*\}\[\w+\]\)")
+
+
+@pytest.mark.parametrize(
+    ("index", "case"),
+    [
+        pytest.param(0, "a burst of runs awaiting approval does not hide a failure ratio above 10%", id="ratio"),
+        pytest.param(1, "runs awaiting approval do not lift a few failures over the minimum volume", id="volume"),
+    ],
+)
+def test_unit_tests_catch_runs_awaiting_approval_counted_as_finished(tmp_path: Path, index: int, case: str) -> None:
+    """Both places that leave out the runs awaiting approval (the ratio's denominator, the minimum
+    volume) have a promtool case that fails, alone, when that one exclusion is dropped."""
+    text = generate.render(generate.Settings())
+    exclusions = list(AWAITING_EXCLUSION.finditer(text))
+    assert len(exclusions) == 2, text
+    cut = exclusions[index]
+    (tmp_path / RULES.name).write_text(text[: cut.start()] + text[cut.end() :])
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    result = _run("test", "rules", tmp_path / RULE_TESTS.name)
+    assert result.returncode != 0
+    assert set(re.findall(r"^ +name: (.+),$", result.stdout + result.stderr, flags=re.M)) == {case}
+
+
 def test_every_alert_has_severity_summary_description_and_runbook() -> None:
     for rule in _rules(RULES.read_text()):
         name = rule["alert"]

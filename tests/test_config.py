@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from exporter import config
 
 
-def load(argv: list[str] = (), environ: dict[str, str] | None = None) -> config.Settings:  # type: ignore[assignment]
+def load(argv: Sequence[str] = (), environ: dict[str, str] | None = None) -> config.Settings:
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
     return config.load(parser.parse_args(list(argv)), environ or {})

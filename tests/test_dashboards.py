@@ -27,6 +27,7 @@ TOOLS = ROOT / ".tools"
 SCHEMAS = {"lenient": TOOLS / "dashboard.schema.json", "strict": TOOLS / "dashboard.strict.schema.json"}
 GRAFANA_SCHEMA_DEFAULTS = TOOLS / "npm/node_modules/@grafana/schema/dist/cjs/raw/dashboard/x/types.gen.cjs"
 README = ROOT / "README.md"
+AWAITING = 'status="completed", stop_reason="requires_approval"'  # Letta's run paused for a tool approval
 INSTALL_HINT = "run `bash scripts/install-tools.sh`"
 METRIC = re.compile(r"\b(letta_\w+|up)\b(\{[^}]*\})?")
 
@@ -195,6 +196,7 @@ def test_concrete_replaces_every_grafana_variable() -> None:
 OVERVIEW_MUST_SHOW = {
     "run rate by status": rf"sum by \(status\) \(rate\({m.RUNS_FINISHED}",
     "failure ratio": rf'{m.RUNS_FINISHED}\{{[^}}]*status="failed"[^}}]*\}}\[\$__rate_interval\]\)\) /',
+    "runs awaiting approval": rf"sum \(rate\({m.RUNS_FINISHED}\{{[^}}]*{AWAITING}\}}",
     "expiry ratio": rf'{m.RUNS_FINISHED}\{{[^}}]*status="expired"',
     "stop reasons": rf"sum by \(stop_reason\) \(rate\({m.RUNS_FINISHED}",
     "run duration quantiles": rf"histogram_quantile\(0.95, sum by \(le\) \(rate\({m.RUN_DURATION}_bucket",
@@ -265,11 +267,22 @@ def test_panel_queries_are_valid_promql(tmp_path: Path) -> None:
     assert _promtool("check", "rules", broken).returncode != 0
 
 
-LABELS = 'job="letta-exporter", instance="exporter:9813"'
+INSTANCE = "exporter:9813"
 
 
-def _series(metric: str, labels: str = "", values: str = "0+1x120") -> dict[str, str]:
-    return {"series": f"{metric}{{{LABELS}{', ' + labels if labels else ''}}}", "values": values}
+def _series(metric: str, labels: str = "", values: str = "0+1x120", instance: str = INSTANCE) -> dict[str, str]:
+    extra = f", {labels}" if labels else ""
+    return {"series": f'{metric}{{job="letta-exporter", instance="{instance}"{extra}}}', "values": values}
+
+
+def _finished_runs(instance: str = INSTANCE, awaiting: str = "0+1x120") -> list[dict[str, str]]:
+    """Finished runs of every kind the ratios tell apart; ``awaiting``: the runs awaiting approval."""
+    return [
+        _series(m.RUNS_FINISHED, 'status="completed", stop_reason="end_turn", agent="agent-1"', "0+2x120", instance),
+        _series(m.RUNS_FINISHED, 'status="failed", stop_reason="llm_api_error", agent="agent-1"', instance=instance),
+        _series(m.RUNS_FINISHED, 'status="expired", stop_reason="none", agent="other"', instance=instance),
+        _series(m.RUNS_FINISHED, f'{AWAITING}, agent="agent-1"', awaiting, instance),
+    ]
 
 
 def _histogram(name: str, labels: str = "") -> list[dict[str, str]]:
@@ -287,9 +300,7 @@ def _exporter_like_series() -> list[dict[str, str]]:
     model = 'model="gpt-4o", provider="openai"'
     return [
         _series(m.RUNS_CREATED, "", "0+4x120"),
-        _series(m.RUNS_FINISHED, 'status="completed", stop_reason="end_turn", agent="agent-1"', "0+2x120"),
-        _series(m.RUNS_FINISHED, 'status="failed", stop_reason="llm_api_error", agent="agent-1"'),
-        _series(m.RUNS_FINISHED, 'status="expired", stop_reason="none", agent="other"'),
+        *_finished_runs(),
         *_histogram(m.RUN_DURATION, 'status="completed", agent="agent-1"'),
         *_histogram(m.RUN_TTFT),
         _series(m.RUN_STATUS_CHANGES, 'from="cancelled", to="completed"'),
@@ -325,28 +336,92 @@ def _exporter_like_series() -> list[dict[str, str]]:
     ]
 
 
+def _evaluate(
+    tmp_path: Path, series: list[dict[str, str]], alerts: dict[str, str], firing: set[str]
+) -> subprocess.CompletedProcess[str]:
+    """promtool's unit test of ``alerts`` (name -> expression) on ``series`` at 100m, after more
+    than $__range (1h) of data: those in ``firing`` must fire (without labels), the others not."""
+    rules = [{"alert": name, "expr": expr} for name, expr in alerts.items()]
+    (tmp_path / "panels.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    checks = [
+        {"eval_time": "100m", "alertname": name, "exp_alerts": [{"exp_labels": {}}] if name in firing else []}
+        for name in alerts
+    ]
+    unit_test = {
+        "rule_files": ["panels.rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": checks}],
+    }
+    (tmp_path / "panels.test.yml").write_text(yaml.safe_dump(unit_test, sort_keys=False))
+    return _promtool("test", "rules", tmp_path / "panels.test.yml")
+
+
+def _failed(result: subprocess.CompletedProcess[str], prefix: str) -> list[int]:
+    """The numbers of the alerts named ``<prefix><number>`` that promtool reports as failed."""
+    return sorted({int(i) for i in re.findall(rf"alertname: {prefix}(\d+)", result.stdout + result.stderr)})
+
+
+def _listing(queries: list[dash.PanelQuery], numbers: list[int]) -> str:
+    return "\n".join(f"  {q.dashboard} / {q.panel} ({q.ref_id}): {q.expr}" for q in (queries[i] for i in numbers))
+
+
 def test_every_panel_query_returns_data_for_exporter_like_series(tmp_path: Path) -> None:
     """Each query becomes an alert `absent(<query>)`: promtool reports any that returns nothing.
     A control query with a misspelled metric must fire, so the harness itself is checked."""
     queries = _queries()
     control = dash.concrete(queries[0].expr).replace(m.UP, "letta_upp")
-    rules = [{"alert": f"Q{i}", "expr": f"absent({dash.concrete(q.expr)})"} for i, q in enumerate(queries)]
-    rules.append({"alert": "Control", "expr": f"absent({control})"})
-    (tmp_path / "panels.rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
-    eval_time = "100m"  # after more than $__range (1h) of data
-    checks: list[dict[str, Any]] = [{"eval_time": eval_time, "alertname": r["alert"], "exp_alerts": []} for r in rules]
-    checks[-1]["exp_alerts"] = [{"exp_labels": {}}]
-    unit_test = {
-        "rule_files": ["panels.rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": _exporter_like_series(), "alert_rule_test": checks}],
+    alerts = {f"Q{i}": f"absent({dash.concrete(q.expr)})" for i, q in enumerate(queries)}
+    alerts["Control"] = f"absent({control})"
+    result = _evaluate(tmp_path, _exporter_like_series(), alerts, {"Control"})
+    empty = _failed(result, "Q")
+    assert empty == [], "queries that return nothing:\n" + _listing(queries, empty)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+AWAITING_EXCLUSION = re.compile(rf" unless \w+\({m.RUNS_FINISHED}\{{[^}}]*requires_approval[^}}]*\}}\[[^\]]+\]\)")
+
+
+def test_runs_awaiting_approval_are_in_no_run_ratio_and_have_their_own_series(tmp_path: Path) -> None:
+    """Two exporters with the same decided runs, one of them also with a burst of runs awaiting
+    approval (25 a minute against 4 decided; the other's series stays at 0, as the exporter
+    pre-initialises it). Every run ratio panel must show the same for both: those runs are in
+    neither numerator nor denominator. Control: with its exclusion cut out, each ratio differs
+    (the burst dilutes it), so the comparison can tell. The awaiting-approval series show the
+    burst, and 0 for the other exporter."""
+    units = {
+        p["title"]: p["fieldConfig"]["defaults"].get("unit")
+        for d in _dashboards().values()
+        for p in dash.iter_panels(d)
     }
-    (tmp_path / "panels.test.yml").write_text(yaml.safe_dump(unit_test, sort_keys=False))
-    result = _promtool("test", "rules", tmp_path / "panels.test.yml")
-    empty = sorted({int(i) for i in re.findall(r"alertname: Q(\d+)", result.stdout + result.stderr)})
-    assert empty == [], "queries that return nothing:\n" + "\n".join(
-        f"  {queries[i].dashboard} / {queries[i].panel} ({queries[i].ref_id}): {queries[i].expr}" for i in empty
-    )
+    queries = [q for q in _queries() if m.RUNS_FINISHED in q.expr]
+    ratios = [i for i, q in enumerate(queries) if units[q.panel] == "percentunit"]
+    awaiting = [i for i, q in enumerate(queries) if AWAITING in q.expr and not AWAITING_EXCLUSION.search(q.expr)]
+    assert len(ratios) == 4 and {queries[i].dashboard for i in ratios} == {"letta-overview", "letta-by-model"}
+    assert {queries[i].panel for i in awaiting} == {
+        "Awaiting approval",
+        "Runs/s by status",
+        "Finished runs/s by agent and status",
+    }
+
+    def on(instance: str, expr: str) -> str:
+        return dash.concrete(expr, {"instance": instance})
+
+    def differs(expr: str) -> str:
+        return f"abs({on('burst:9813', expr)} - {on('calm:9813', expr)}) > 1e-9"
+
+    alerts = {}
+    for i in ratios:
+        expr = queries[i].expr
+        assert AWAITING_EXCLUSION.search(expr), f"{queries[i]}: runs awaiting approval are not left out"
+        alerts[f"Same{i}"] = f"{differs(expr)} or absent({on('calm:9813', expr)})"
+        alerts[f"Control{i}"] = f"count({differs(AWAITING_EXCLUSION.sub('', expr))})"
+    for i in awaiting:
+        expr = queries[i].expr
+        alerts[f"Awaiting{i}"] = f"{on('calm:9813', expr)} != 0 or absent({on('burst:9813', expr)} > 0)"
+    series = [*_finished_runs("calm:9813", awaiting="0x120"), *_finished_runs("burst:9813", awaiting="0+25x120")]
+    result = _evaluate(tmp_path, series, alerts, {name for name in alerts if name.startswith("Control")})
+    wrong = _failed(result, "(?:Same|Control|Awaiting)")
+    assert wrong == [], "queries that count runs awaiting approval wrongly:\n" + _listing(queries, wrong)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from exporter import config
-from exporter.metrics import FAMILIES
+from exporter.ledger import FAMILIES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -1,7 +1,7 @@
 """Fault injection: for each way a Letta server misbehaves, the exporter stays up, `/metrics` keeps
 answering, the problem shows in a metric, and the well-formed runs are still counted exactly once.
 
-The simulator and the tracker share a fake clock (no sockets to Letta, no sleeps); the exporter's
+The simulator and the exporter share a fake clock (no sockets to Letta, no sleeps); the exporter's
 real HTTP server is scraped on 127.0.0.1 throughout.
 """
 
@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.faults import (
+from exporter.letta.records import RUN, parse_timestamp
+from exporter.server import MetricsServer, PollStatus
+from exporter.simulator import Scenario
+from exporter.simulator.faults import (
     DeletedRuns,
     ErrorBursts,
     Fault,
@@ -29,13 +32,9 @@ from exporter.faults import (
     Unreachable,
     inject,
 )
-from exporter.metrics import ACTIVE_GAUGE_STATUSES
-from exporter.model import Run, parse_timestamp
-from exporter.server import MetricsServer, PollStatus
-from exporter.simulator import Scenario
-from tests.support import scrape, start_exporter, start_simulator, total, wait_until
-from tests.test_integration import FAST, settled
-from tests.test_tracker import BUSY, SETTINGS, Harness, assert_counts_match_truth, counted_truth
+from exporter.types import ACTIVE_STATUSES
+from tests.harness import BUSY, SETTINGS, STUCK_AFTER, Harness, assert_counts_match_truth, counted_truth
+from tests.support import FAST, scrape, settled, start_exporter, start_simulator, total, wait_until
 
 SCENARIO = replace(BUSY, max_runs=150)
 NO_HISTORY = replace(SCENARIO, history=0)  # every run is read when new, so problems are countable per run
@@ -145,8 +144,10 @@ def test_unknown_stop_reasons_count_as_other_and_each_run_is_reported_once() -> 
     h = Scraped(rewrite, scenario=NO_HISTORY)
     h.run_for(DURATION)
     assert_counts_match_truth(h)  # the status still counts; only the reason is unknown
-    other = sum(h.value("letta_runs_finished_total", {"status": s, "stop_reason": "other"})
-                for s in ("completed", "failed", "cancelled"))  # fmt: skip
+    other = sum(
+        h.value("letta_runs_finished_total", {"status": s, "stop_reason": "other"})
+        for s in ("completed", "failed", "cancelled")
+    )
     renamed = [r for r in counted_truth(h.sim.truth(), h.boot) if r["id"] in rewrite.rewritten and r["stop_reason"]]
     assert other == len(renamed) > 0
     assert h.problems("unknown_stop_reason") == len(renamed)  # once per run, not per poll
@@ -181,13 +182,15 @@ def test_runs_deleted_between_list_and_get() -> None:
     truth = h.sim.truth()
     # a run deleted while active was never seen finishing: it cannot be counted; one listed as
     # finished was, and is counted (without steps)
-    vanished_active = {i for i, run in deleted.first_seen.items() if not Run.model_validate(run).terminal}
+    first_seen = {i: RUN(run, []) for i, run in deleted.first_seen.items()}
+    vanished_active = {i for i, run in first_seen.items() if not run.terminal}
     keep = [r for r in counted_truth(truth, h.boot) if r["id"] not in vanished_active]
     expected = Counter(
-        Run.model_validate(deleted.first_seen[r["id"]]).status if r["id"] in deleted.first_seen else
-        (r["status"] if r["status"] != "running" else r["first_terminal_status"])
+        first_seen[r["id"]].status
+        if r["id"] in first_seen
+        else (r["status"] if r["status"] != "running" else r["first_terminal_status"])
         for r in keep
-    )  # fmt: skip
+    )
     expected["expired"] += sum(1 for r in truth["active"] if r["zombie"] and r["id"] not in vanished_active)
     assert h.settled_by_status() == +expected
     assert h.problems("run_not_found") == len(vanished_active) > 0
@@ -228,8 +231,8 @@ def test_a_letta_clock_that_disagrees_with_ours(offset: float) -> None:
     h.poll()
     truth = h.sim.truth()
     assert abs(h.value("letta_exporter_server_clock_offset_seconds") - offset) <= 1
-    stuck = sum(1 for r in truth["active"] if truth["now"] - r["created_at"] > SETTINGS.stuck_after)
-    assert sum(h.value("letta_runs_stuck", {"status": s}) for s in ACTIVE_GAUGE_STATUSES) == stuck > 0
+    stuck = sum(1 for r in truth["active"] if truth["now"] - r["created_at"] > STUCK_AFTER)
+    assert sum(h.value("letta_runs_stuck", {"status": s}) for s in ACTIVE_STATUSES) == stuck > 0
     oldest = min(r["created_at"] for r in truth["active"])  # reported on our clock, for time() - x
     assert h.value("letta_run_oldest_active_created_timestamp_seconds") == pytest.approx(oldest - offset, abs=1)
     h.run_for(DURATION)
@@ -255,9 +258,19 @@ def test_runs_stamped_in_the_future() -> None:
 def test_slow_answers_over_real_http_time_out_retry_and_lose_nothing() -> None:
     """Every 5th answer takes 1.5 s against a 1 s request timeout: polls slow down, `/metrics` does not."""
     sim, sim_url = start_simulator(
-        "--seed", "13", "--runs-per-second", "10", "--max-runs", "50", "--duration-scale", "0.1",
-        "--slow-every", "5", "--slow-seconds", "1.5",
-    )  # fmt: skip
+        "--seed",
+        "13",
+        "--runs-per-second",
+        "10",
+        "--max-runs",
+        "50",
+        "--duration-scale",
+        "0.1",
+        "--slow-every",
+        "5",
+        "--slow-seconds",
+        "1.5",
+    )
     try:
         exporter, url = start_exporter(sim_url, *FAST, "--request-timeout", "1s", "--state-path", ":memory:")
         latencies: list[float] = []

@@ -1,9 +1,9 @@
 """Fuzzing: no JSON (or non-JSON) the Letta API can send makes parsing fail other than as designed, or a poll raise.
 
-The tracker relies on two contracts that example tests cannot exhaust:
-- ``Model.model_validate(x, context=...)`` returns a model or raises ``pydantic.ValidationError``
-  (``Tracker._parse`` catches nothing else), and what it returns can be counted;
-- ``Tracker.poll()`` returns a bool whatever each endpoint answers: drawn JSON, damaged records,
+The Letta source relies on two contracts that example tests cannot exhaust:
+- a reader of ``exporter.letta.records`` returns a model or raises ``InvalidRecord`` (the poller
+  catches nothing else), and what it returns can be counted;
+- ``PollLoop.poll()`` returns a bool whatever each endpoint answers: drawn JSON, damaged records,
   broken bytes, odd statuses, ``Retry-After`` and ``Date`` headers, transport errors; and ``/metrics``
   still renders afterwards.
 A third property keeps fuzzing honest about counting: with a drawn subset of the simulator's answers
@@ -33,29 +33,28 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from exporter.faults import Handler
-from exporter.metrics import PROBLEM_KINDS, Ledger
-from exporter.model import (
+from exporter.ledger import Ledger
+from exporter.letta import LettaSettings, records
+from exporter.letta.records import InvalidRecord, parse_timestamp
+from exporter.model import FinishedRun, Run, RunMetrics, Step, StepMetrics
+from exporter.otlp import SpanDelivery
+from exporter.simulator import Scenario
+from exporter.simulator.faults import Handler
+from exporter.types import (
+    ACTIVE_STATUSES,
     NONE,
     OTHER,
-    RUN_STATUSES,
+    PROBLEM_KINDS,
     STEP_STATUSES,
     STOP_REASONS,
     TERMINAL_STATUSES,
-    FinishedRun,
-    Run,
-    RunMetrics,
-    Step,
-    StepMetrics,
-    parse_timestamp,
+    ProblemKind,
+    TerminalStatus,
 )
-from exporter.otlp import SpanDelivery
-from exporter.simulator import Scenario
-from exporter.tracker import Tracker, TrackerSettings
-from tests.test_model import RECORDS
-from tests.test_tracker import SETTINGS, Harness, assert_counts_match_truth
+from tests.harness import SETTINGS, Harness, assert_counts_match_truth
+from tests.samples import RECORDS, Reader
 
 # -- budget ------------------------------------------------------------------------------------------
 
@@ -81,9 +80,26 @@ def examples(n: int) -> settings:
 # Strings a server, proxy or user input can put anywhere: control and URL characters, lone surrogates
 # ("\ud800" is valid JSON), non-ASCII. Drawn by name: st.text() alone almost never yields them.
 ODD_TEXT = st.sampled_from(
-    ["", " ", "\x00", "\x1f", "\n", '"', "\\", "a/b", "../agents/", "run?limit=1", "run#0", "%2F", "ünïcödé", "🦙",
-     "\ud800", "x\udfff", "\u2028"]
-)  # fmt: skip
+    [
+        "",
+        " ",
+        "\x00",
+        "\x1f",
+        "\n",
+        '"',
+        "\\",
+        "a/b",
+        "../agents/",
+        "run?limit=1",
+        "run#0",
+        "%2F",
+        "ünïcödé",
+        "🦙",
+        "\ud800",
+        "x\udfff",
+        "\u2028",
+    ]
+)
 TEXT = st.text(max_size=12) | ODD_TEXT
 ODD_CHARS = st.sampled_from(["\ud800", "\udfff", "\x00", "\x1f", "\n", "/", "?", "#", "%", " ", "é", "🦙"])
 HUGE = st.sampled_from([2**63, -(2**63) - 1, 10**30, 10**400, -(10**400)]) | st.integers(2**64, 10**4000)
@@ -110,7 +126,12 @@ RUN_IDS = tuple(f"run-{i}" for i in range(5))
 STEP_IDS = tuple(f"step-{i}" for i in range(4))
 AGENT_IDS = tuple(f"agent-{i}" for i in range(2))
 IDS = st.sampled_from(RUN_IDS + STEP_IDS + AGENT_IDS) | ODD_TEXT | SCALARS  # ids end up in URLs, labels, SQLite
-ENUMS = st.sampled_from([*RUN_STATUSES, "not_started", *STEP_STATUSES, *STOP_REASONS, "COMPLETED", "weird"]) | SCALARS
+ENUMS = (
+    st.sampled_from(
+        [*ACTIVE_STATUSES, *TERMINAL_STATUSES, "not_started", *STEP_STATUSES, *STOP_REASONS, "COMPLETED", "weird"]
+    )
+    | SCALARS
+)
 
 
 def json_values(keys: st.SearchStrategy[str], max_leaves: int = 12) -> st.SearchStrategy[Any]:
@@ -126,9 +147,21 @@ def _details(*keys: str) -> st.SearchStrategy[Any]:
     return st.dictionaries(st.sampled_from(keys), NUMBERS | SCALARS, max_size=len(keys)) | SCALARS
 
 
-COUNT_FIELDS = ("ttft_ns", "total_duration_ns", "prompt_tokens", "completion_tokens", "cached_input_tokens",
-                "cache_write_tokens", "reasoning_tokens", "run_ns", "run_start_ns", "num_steps", "llm_request_ns",
-                "tool_execution_ns", "step_ns")  # fmt: skip
+COUNT_FIELDS = (
+    "ttft_ns",
+    "total_duration_ns",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "run_ns",
+    "run_start_ns",
+    "num_steps",
+    "llm_request_ns",
+    "tool_execution_ns",
+    "step_ns",
+)
 # What each field of a run, step or metrics object can plausibly be turned into.
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     **dict.fromkeys(("id", "run_id", "job_id", "agent_id"), IDS),
@@ -146,10 +179,10 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
 STRING_FIELDS = frozenset({"id", "run_id", "job_id", "agent_id", "model", "provider_name", "error_type", "name"})
 KEYS = st.sampled_from(sorted(FIELDS)) | TEXT
 JSON = json_values(KEYS)
-RUN_BASES = [item for _, model, item in RECORDS if model is Run]
-STEP_BASES = [item for _, model, item in RECORDS if model is Step]
-RUN_METRICS_BASES = [item for _, model, item in RECORDS if model is RunMetrics]
-STEP_METRICS_BASES = [item for _, model, item in RECORDS if model is StepMetrics]
+RUN_BASES = [item for _, reader, item in RECORDS if reader is records.RUN]
+STEP_BASES = [item for _, reader, item in RECORDS if reader is records.STEP]
+RUN_METRICS_BASES = [item for _, reader, item in RECORDS if reader is records.RUN_METRICS]
+STEP_METRICS_BASES = [item for _, reader, item in RECORDS if reader is records.STEP_METRICS]
 
 
 @st.composite
@@ -176,42 +209,41 @@ def almost_valid(bases: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any
     return st.sampled_from(bases).flatmap(damaged)
 
 
-RECORDS_BY_MODEL: dict[type[BaseModel], list[dict[str, Any]]] = {
-    Run: RUN_BASES,
-    Step: STEP_BASES,
-    RunMetrics: RUN_METRICS_BASES,
-    StepMetrics: STEP_METRICS_BASES,
+RECORDS_BY_READER: dict[Reader, list[dict[str, Any]]] = {
+    records.RUN: RUN_BASES,
+    records.STEP: STEP_BASES,
+    records.RUN_METRICS: RUN_METRICS_BASES,
+    records.STEP_METRICS: STEP_METRICS_BASES,
 }
-MODELS = st.sampled_from(list(RECORDS_BY_MODEL))
-A_RUN = Run.model_validate(RUN_BASES[0])
+READERS = st.sampled_from(list(RECORDS_BY_READER))
+A_RUN = records.RUN(RUN_BASES[0], [])
 
 
 # -- 1. model parsing --------------------------------------------------------------------------------
 
 
-def parse_or_reject(model: type[BaseModel], raw: Any) -> BaseModel | None:
-    """Parse like `Tracker._parse`: a ValidationError is a counted problem, any other exception escapes."""
-    problems: list[Any] = []
+def parse_or_reject(reader: Reader, raw: Any) -> BaseModel | None:
+    """Parse like the poller: an InvalidRecord is a counted problem, any other exception escapes."""
+    problems: list[ProblemKind] = []
     try:
-        parsed = model.model_validate(raw, context={"problems": problems})
-    except ValidationError:
+        parsed = reader(raw, problems)
+    except InvalidRecord:
         return None
     assert set(problems) <= set(PROBLEM_KINDS), problems  # they become label values: a bounded set
     return parsed
 
 
 def assert_usable(parsed: BaseModel) -> None:
-    """What the tracker does with a parsed record must not raise either: derived fields, then counting it.
+    """What the exporter does with a parsed record must not raise either: derived fields, then counting it.
 
-    Rendering `/metrics` is checked by the tracker tests, where text arrives as the client decodes it."""
+    Rendering `/metrics` is checked by the poller tests, where text arrives as the client decodes it."""
     run, run_metrics = A_RUN, None
     steps: tuple[Step, ...] = ()
     timings: dict[str, StepMetrics] = {}
     if isinstance(parsed, Run):
         run = parsed
-        assert run.status in (*RUN_STATUSES, OTHER)
+        assert run.status in (*ACTIVE_STATUSES, *TERMINAL_STATUSES)
         assert run.terminal == (run.status in TERMINAL_STATUSES)
-        assert run.active != run.terminal
         assert run.stop_reason in (*STOP_REASONS, OTHER, None)
         for moment in (run.created_at, run.completed_at):
             assert moment is None or (moment.tzinfo is UTC and math.isfinite(moment.timestamp()))
@@ -223,30 +255,30 @@ def assert_usable(parsed: BaseModel) -> None:
         assert all(isinstance(n, int) and n >= 0 for n in parsed.tokens().values())
         timings = {parsed.id: StepMetrics(llm_request_ns=1, step_ns=2)}
     elif isinstance(parsed, StepMetrics):
-        steps = (Step.model_validate(STEP_BASES[0]),)
+        steps = (records.STEP(STEP_BASES[0], []),)
         timings = {steps[0].id: parsed}
     else:
         run, run_metrics = A_RUN.model_copy(update={"total_duration_ns": None}), cast(RunMetrics, parsed)
-    ledger, status = Ledger(), run.status if run.terminal else "expired"
+    ledger, status = Ledger(), cast(TerminalStatus, run.status) if run.terminal else "expired"
     ledger.record(FinishedRun(run=run, status=status, steps=steps, step_metrics=timings, run_metrics=run_metrics))
     assert ledger.value("letta_runs_finished", (status, run.stop_reason or NONE)) == 1
 
 
 @examples(400)
-@given(model=MODELS, raw=JSON)
-def test_any_json_value_parses_or_is_rejected(model: type[BaseModel], raw: Any) -> None:
+@given(reader=READERS, raw=JSON)
+def test_any_json_value_parses_or_is_rejected(reader: Reader, raw: Any) -> None:
     """Letta can answer anything: a record we cannot use must be a counted problem, not a crash."""
-    parsed = parse_or_reject(model, raw)
+    parsed = parse_or_reject(reader, raw)
     if parsed is not None:
         assert_usable(parsed)
 
 
 @examples(600)
-@given(data=st.data(), model=MODELS)
-def test_almost_valid_records_parse_or_are_rejected(data: st.DataObject, model: type[BaseModel]) -> None:
+@given(data=st.data(), reader=READERS)
+def test_almost_valid_records_parse_or_are_rejected(data: st.DataObject, reader: Reader) -> None:
     """Real records with fields removed or retyped: payload drift between versions looks exactly like this."""
-    raw = data.draw(almost_valid(RECORDS_BY_MODEL[model]), label="record")
-    parsed = parse_or_reject(model, raw)
+    raw = data.draw(almost_valid(RECORDS_BY_READER[reader]), label="record")
+    parsed = parse_or_reject(reader, raw)
     if parsed is not None:
         assert_usable(parsed)
 
@@ -258,7 +290,7 @@ def test_almost_valid_records_mostly_still_parse() -> None:
     @examples(100)
     @given(raw=almost_valid(RUN_BASES))
     def collect(raw: dict[str, Any]) -> None:
-        parsed.append(parse_or_reject(Run, raw) is not None)
+        parsed.append(parse_or_reject(records.RUN, raw) is not None)
 
     collect()
     assert 0.2 < sum(parsed) / len(parsed) < 1.0
@@ -267,7 +299,7 @@ def test_almost_valid_records_mostly_still_parse() -> None:
 @examples(500)
 @given(value=TIMESTAMPS | SCALARS)
 def test_parse_timestamp_returns_utc_or_raises_value_error(value: Any) -> None:
-    """Both the client's cursor logic and the tracker catch ValueError, and only that, around it."""
+    """Both the client's cursor logic and the records reader catch ValueError, and only that, around it."""
     try:
         parsed = parse_timestamp(value)
     except ValueError:
@@ -275,12 +307,30 @@ def test_parse_timestamp_returns_utc_or_raises_value_error(value: Any) -> None:
     assert parsed is None if value in (None, "") else parsed is not None and parsed.tzinfo is UTC
 
 
-# -- 2. the tracker against a fuzzed Letta -----------------------------------------------------------
+# -- 2. the poll loop against a fuzzed Letta -----------------------------------------------------------
 
-RETRY_AFTER = st.none() | st.sampled_from(
-    ["", "0", "-1", "0.5", "31", "1e309", "nan", "inf", "-inf", "99999999", "soon",
-     "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 31 Dec 9999 23:59:59 -2359", "Mon, 01 Jan 0001 00:00:00 +2359"]
-) | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)  # fmt: skip
+RETRY_AFTER = (
+    st.none()
+    | st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "0.5",
+            "31",
+            "1e309",
+            "nan",
+            "inf",
+            "-inf",
+            "99999999",
+            "soon",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Fri, 31 Dec 9999 23:59:59 -2359",
+            "Mon, 01 Jan 0001 00:00:00 +2359",
+        ]
+    )
+    | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+)
 
 
 def dates(now: float) -> st.SearchStrategy[str | None]:
@@ -295,7 +345,7 @@ TRANSPORT_ERRORS = st.sampled_from([httpx.ConnectError, httpx.ReadTimeout, httpx
 # Seconds a run was created before the poll: around the visibility window, expiry and far back.
 AGES = st.sampled_from([-40.0, -1.0, 0.0, 0.5, 5.0, 29.0, 31.0, 59.0, 61.0, 120.0, 1000.0, 90000.0])
 ADVANCES = st.sampled_from([0.5, 1.0, 2.0, 15.0, 31.0, 61.0, 400.0, 90000.0])
-TRACKER_SETTINGS = st.builds(
+LETTA_SETTINGS = st.builds(
     replace,
     st.just(SETTINGS),
     page_size=st.sampled_from([1, 2, 3, 100]),
@@ -326,18 +376,17 @@ class RecordedSpans:
 
 
 class FuzzedLetta(Harness):
-    """A tracker whose Letta answers every request with content hypothesis draws then and there."""
+    """A poll loop whose Letta answers every request with content hypothesis draws then and there."""
 
-    def __init__(self, data: st.DataObject, state_path: str, tracker_settings: TrackerSettings, spans: bool) -> None:
+    def __init__(self, data: st.DataObject, state_path: str, letta_settings: LettaSettings, spans: bool) -> None:
         self.data = data
         self.spans = RecordedSpans() if spans else None
         quiet = Scenario(runs_per_second=0.0, history=0)  # the simulator answers nothing here
-        super().__init__(quiet, state_path, tracker_settings, wrap=lambda _: self.answer, retries=1)
+        super().__init__(quiet, state_path, letta_settings, wrap=lambda _: self.answer, retries=1)
 
     def restart(self) -> None:
         super().restart()
-        spans = cast(SpanDelivery | None, self.spans)
-        self.tracker = Tracker(self.client, self.store, self.metrics, self.settings, clock=self.clock, spans=spans)
+        self.loop = self.make_loop(cast(SpanDelivery | None, self.spans))
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str) -> Any:
         return self.data.draw(strategy, label=label)
@@ -351,8 +400,12 @@ class FuzzedLetta(Harness):
 
     def body(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        kind = self.draw(st.sampled_from(["valid", "valid", "valid", "json", "bytes", "truncated", "nested",
-                                          "encoding", "status", "raise"]), f"{path} answer")  # fmt: skip
+        kind = self.draw(
+            st.sampled_from(
+                ["valid", "valid", "valid", "json", "bytes", "truncated", "nested", "encoding", "status", "raise"]
+            ),
+            f"{path} answer",
+        )
         if kind == "raise":
             raise self.draw(TRANSPORT_ERRORS, "error")("fuzzed", request=request)
         if kind == "status":
@@ -386,9 +439,12 @@ class FuzzedLetta(Harness):
         if parts[:2] == ["v1", "runs"] and len(parts) == 3:
             return self.run_record(now, st.just(parts[2]) | st.sampled_from(RUN_IDS))
         if parts[:2] == ["v1", "runs"] and parts[3:] == ["steps"]:
-            steps = st.builds(lambda base, i, s: {**base, "id": i, "run_id": parts[2], "status": s},
-                              st.sampled_from(STEP_BASES), st.sampled_from(STEP_IDS),
-                              st.sampled_from([*STEP_STATUSES, "weird"]))  # fmt: skip
+            steps = st.builds(
+                lambda base, i, s: {**base, "id": i, "run_id": parts[2], "status": s},
+                st.sampled_from(STEP_BASES),
+                st.sampled_from(STEP_IDS),
+                st.sampled_from([*STEP_STATUSES, "weird"]),
+            )
             return st.lists(steps.flatmap(damaged), max_size=3)
         if parts[:2] == ["v1", "runs"] and parts[3:] == ["metrics"]:
             return almost_valid(RUN_METRICS_BASES)
@@ -403,12 +459,21 @@ class FuzzedLetta(Harness):
     def run_record(now: float, ids: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
         return st.builds(
             lambda base, run_id, age, status, reason: {
-                **base, "id": run_id, "created_at": _iso(now - age), "status": status, "stop_reason": reason,
+                **base,
+                "id": run_id,
+                "created_at": _iso(now - age),
+                "status": status,
+                "stop_reason": reason,
                 "agent_id": AGENT_IDS[0],
             },
-            st.sampled_from(RUN_BASES), ids, AGES, st.sampled_from([*RUN_STATUSES, "not_started", "weird"]),
+            st.sampled_from(RUN_BASES),
+            ids,
+            AGES,
+            st.sampled_from(
+                ["created", "running", "completed", "failed", "cancelled", "expired", "not_started", "weird"]
+            ),
             st.none() | st.sampled_from(STOP_REASONS),
-        ).flatmap(damaged)  # fmt: skip
+        ).flatmap(damaged)
 
 
 @examples(300)
@@ -418,8 +483,8 @@ def test_polls_never_raise_whatever_each_endpoint_answers(data: st.DataObject) -
 
     Restarts in between also read back whatever the odd answers left in the state file."""
     with tempfile.TemporaryDirectory() as tmp:
-        tracker_settings, spans = data.draw(TRACKER_SETTINGS, label="settings"), data.draw(st.booleans(), label="spans")
-        h = FuzzedLetta(data, os.path.join(tmp, "state.db"), tracker_settings, spans)
+        letta_settings, spans = data.draw(LETTA_SETTINGS, label="settings"), data.draw(st.booleans(), label="spans")
+        h = FuzzedLetta(data, os.path.join(tmp, "state.db"), letta_settings, spans)
         try:
             for _ in range(data.draw(st.integers(1, 5), label="polls")):
                 if data.draw(st.booleans(), label="restart first"):
@@ -428,7 +493,7 @@ def test_polls_never_raise_whatever_each_endpoint_answers(data: st.DataObject) -
                 ok = h.poll()
                 assert isinstance(ok, bool)
                 assert h.value("letta_up") == (1.0 if ok else 0.0)
-                assert h.value("letta_exporter_tracked_runs") == len(h.tracker.runs)
+                assert h.value("letta_exporter_tracked_runs") == len(h.loop.lifecycle.runs)
                 assert b"letta_up" in generate_latest(h.metrics.registry)
                 h.clock.now += data.draw(ADVANCES, label="clock advances")
         finally:
@@ -439,8 +504,19 @@ def test_polls_never_raise_whatever_each_endpoint_answers(data: st.DataObject) -
 
 # Slow runs (some outlive the listing window: active listings and GETs), many cancels, flips and lagging
 # statuses; no zombies and no expiry, so that every run counted is one that finished.
-MIXED = Scenario(seed=11, agents=2, runs_per_second=0.5, max_runs=25, history=8, history_span_s=120.0, zombie=0.0,
-                 duration_scale=10.0, flip=0.15, cancelled=0.1, lagging=0.1)  # fmt: skip
+MIXED = Scenario(
+    seed=11,
+    agents=2,
+    runs_per_second=0.5,
+    max_runs=25,
+    history=8,
+    history_span_s=120.0,
+    zombie=0.0,
+    duration_scale=10.0,
+    flip=0.15,
+    cancelled=0.1,
+    lagging=0.1,
+)
 MIXED_SETTINGS = replace(SETTINGS, expire_after=3600.0)
 MIXED_SECONDS = 150.0  # every run has finished by then: about 110 (every 13 s) to 280 (every 1 s) requests
 # Corrupt bodies must not invent runs: without a `created_at` no drawn object parses as one.

@@ -4,46 +4,25 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Process, exporter_cmd, running, scrape, start_exporter, start_simulator, total, wait_until
+from tests.support import (
+    FAST,
+    Process,
+    exporter_cmd,
+    running,
+    scrape,
+    settled,
+    start_exporter,
+    start_simulator,
+    total,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-FAST = ["--poll-interval", "300ms", "--stuck-after", "2s", "--expire-after", "4s", "--backfill", "1h"]
-
-
-def expected_finished(truth: dict[str, Any]) -> Counter[str]:
-    """Final status of every run (zombies are expired): what counted + status changes must add up to."""
-    counts = Counter(r["status"] if r["status"] != "running" else r["first_terminal_status"] for r in truth["terminal"])
-    counts["expired"] += sum(1 for r in truth["active"] if r["zombie"])
-    return +counts
-
-
-def exported_finished(samples: dict[Any, float]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for (name, labels), value in samples.items():
-        labels = dict(labels)
-        if name == "letta_runs_finished_total":
-            counts[labels["status"]] += value
-        elif name == "letta_run_terminal_status_changes_total":
-            counts[labels["from"]] -= value
-            counts[labels["to"]] += value
-    return +counts
-
-
-def settled(sim_url: str, exporter_url: str, runs: int) -> bool:
-    """All runs created and finished (or expired), and the exporter's counters equal the truth."""
-    truth = httpx.get(f"{sim_url}/_sim/truth", timeout=5).json()
-    if truth["runs"]["total"] < runs or any(not r["zombie"] for r in truth["active"]):
-        return False
-    samples = scrape(exporter_url)
-    return exported_finished(samples) == expected_finished(truth) and total(samples, "letta_runs_created_total") == runs
 
 
 def test_exporter_counts_every_run_of_a_live_simulator_exactly_once() -> None:
@@ -89,11 +68,13 @@ def test_sigterm_saves_state_and_exits_cleanly(tmp_path: Path) -> None:
 
 def test_unreachable_letta_keeps_serving_and_reports_not_ready() -> None:
     exporter, url = start_exporter("http://127.0.0.1:9", "--poll-interval", "200ms", "--state-path", ":memory:")
+
+    def not_ready() -> httpx.Response | None:
+        response = httpx.get(f"{url}/readyz")
+        return response if response.status_code == 503 and "ConnectError" in response.text else None
+
     try:
-        ready = wait_until(
-            lambda: (r := httpx.get(f"{url}/readyz")).status_code == 503 and "ConnectError" in r.text and r,
-            what="readyz to name the failure",
-        )
+        ready = wait_until(not_ready, what="readyz to name the failure")
         assert ready.text.startswith("not ready: /v1/runs/: ConnectError")
         samples = scrape(url)
         assert samples[("letta_up", ())] == 0
@@ -138,8 +119,10 @@ def test_check_reports_what_the_server_shows() -> None:
 
 
 def test_demo_runs_with_no_configuration(tmp_path: Path) -> None:
-    demo = Process(exporter_cmd("demo", "--listen-address", "127.0.0.1:0", "--log-format", "json",
-                                "--state-path", str(tmp_path / "demo.db")))  # fmt: skip
+    state = str(tmp_path / "demo.db")
+    demo = Process(
+        exporter_cmd("demo", "--listen-address", "127.0.0.1:0", "--log-format", "json", "--state-path", state)
+    )
     try:
         url = demo.wait_for_line(r"metrics\s+: (http://\S+)/metrics").group(1)
         wait_until(lambda: total(scrape(url), "letta_runs_finished_total") > 0, timeout=30, what="demo runs")

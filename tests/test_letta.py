@@ -48,6 +48,22 @@ def test_auth_and_project_headers() -> None:
     assert seen[0].headers["X-Project"] == "prod"
     assert seen[0].headers["User-Agent"].startswith("letta-exporter/")
     assert requests_total(metrics, "/v1/health/", "200") == 1
+    assert "X-Project-Id" not in seen[0].headers  # a slug is not an id
+
+
+@pytest.mark.parametrize(
+    "project", ["project-3f0c6a52-1a7e-4c55-9d2b-8f8e0c1d2a3b", "3F0C6A52-1A7E-4C55-9D2B-8F8E0C1D2A3B"]
+)
+def test_a_project_id_is_also_sent_as_x_project_id(project: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"version": "0.16.8"})
+
+    client, _, _ = make(handler, project=project)
+    asyncio.run(client.health())
+    assert seen[0].headers["X-Project"] == seen[0].headers["X-Project-Id"] == project
 
 
 def test_retries_5xx_and_429_honouring_retry_after_then_succeeds() -> None:
@@ -160,7 +176,7 @@ def test_paging_learns_the_cursor_direction_and_reads_every_run_once(older_curso
     client, metrics, _ = make(handler)
     assert asyncio.run(collect(client, 10)) == [r["id"] for r in data]
     assert metrics.registry.get_sample_value("letta_exporter_parse_errors_total", {"kind": "cursor_not_advancing"}) == 0
-    cursors_used = [next((c for c in ("before", "after") if c in p), None) for p in log]
+    cursors_used: list[str | None] = [next((c for c in ("before", "after") if c in p), None) for p in log]
     assert cursors_used.count(older_cursor) == 2
     # a second crawl already knows the direction: no probing requests
     log.clear()

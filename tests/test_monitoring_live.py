@@ -11,9 +11,11 @@ broken query) fails here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,13 @@ import pytest
 import yaml
 
 from dashboards import generate as dash
-from tests.conftest import Stack
+from tests.stack import Stack
 from tests.support import ROOT, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+OVERVIEW = ROOT / "dashboards" / "letta-overview.json"
 # What Grafana substitutes, for a 1 s scrape interval: $__rate_interval = max(4 x scrape interval,
 # $__interval + scrape interval) rounded up to a comfortable 15s; "All" for the multi-value variables
 # (their allValue is .+); $__range from each dashboard's default time range.
@@ -37,6 +40,7 @@ NO_AGENT_LABELS = "per-agent labels (the agent label, letta_agent_info) are not 
 EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
     ("letta-by-model", "Agents", "A"): NO_AGENT_LABELS,
     ("letta-by-model", "Finished runs/s by agent and status", "A"): NO_AGENT_LABELS,
+    ("letta-by-model", "Finished runs/s by agent and status", "B"): NO_AGENT_LABELS,
     ("letta-by-model", "Failed run share by agent", "A"): NO_AGENT_LABELS,
     ("letta-by-model", "Run duration by agent (p95)", "A"): NO_AGENT_LABELS,
     ("letta-by-model", "Tokens/s by agent and type", "A"): NO_AGENT_LABELS,
@@ -51,8 +55,10 @@ def _get(stack: Stack, path: str, **params: Any) -> Any:
     return body["data"]
 
 
-def _query(stack: Stack, promql: str) -> list[dict[str, Any]]:
-    return list(_get(stack, "/api/v1/query", query=promql)["result"])
+def _query(stack: Stack, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """The instant query's result, now or at the Unix time ``at``."""
+    params = {"query": promql} if at is None else {"query": promql, "time": at}
+    return list(_get(stack, "/api/v1/query", **params)["result"])
 
 
 def _has_data(result: list[dict[str, Any]]) -> bool:
@@ -92,17 +98,23 @@ def _rules(stack: Stack) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def live(stack: Stack) -> Stack:
     """The stack once Prometheus holds every kind of event the simulator produces: finished runs,
-    TTFT observations, stuck runs and expired runs. (A cancelled-then-completed change is only seen
-    when a poll falls between the two; its series exists from the start, at 0.)"""
+    failed ones and ones awaiting approval, TTFT observations, stuck runs and expired runs. (A
+    cancelled-then-completed change is only seen when a poll falls between the two; its series
+    exists from the start, at 0.)"""
     job = f'job="{stack.job}"'
     for what, promql in (
         ("finished runs", f"sum(letta_runs_finished_total{{{job}}}) > 0"),
+        ("failed runs", f'sum(letta_runs_finished_total{{{job}, status="failed"}}) > 0'),
+        (
+            "runs awaiting approval",
+            f'sum(letta_runs_finished_total{{{job}, status="completed", stop_reason="requires_approval"}}) > 0',
+        ),
         ("TTFT observations", f"sum(letta_run_ttft_seconds_count{{{job}}}) > 0"),
         ("stuck runs", f"max_over_time(sum(letta_runs_stuck{{{job}}})[1m:1s]) > 0"),
         ("expired runs", f'sum(letta_runs_finished_total{{{job}, status="expired"}}) > 0'),
     ):
         try:
-            wait_until(lambda promql=promql: _query(stack, promql), timeout=45, what=f"{what} in Prometheus")
+            wait_until(functools.partial(_query, stack, promql), timeout=45, what=f"{what} in Prometheus")
         except AssertionError as exc:  # say what Prometheus and the exporter were doing
             targets = [(t["health"], t["lastError"]) for t in _get(stack, "/api/v1/targets")["activeTargets"]]
             seen = {q: _query(stack, q) for q in ("letta_up", "sum by (status) (letta_runs_finished_total)")}
@@ -153,6 +165,27 @@ def test_every_panel_query_returns_data_except_the_listed_ones(live: Stack) -> N
         f"  {uid} / {title} ({ref}): {queries[uid, title, ref]}" for uid, title, ref in unexpected
     )
     assert found == set(EXPECTED_EMPTY), f"listed as empty but have data now: {sorted(set(EXPECTED_EMPTY) - found)}"
+
+
+def test_failed_share_leaves_out_the_runs_awaiting_approval(live: Stack) -> None:
+    """The overview's stats at one instant of the simulator's traffic, some of whose completed runs
+    stop for approval: "Failed runs" is failed / ("Runs finished" - "Awaiting approval"), which is
+    not failed / "Runs finished"."""
+    overview = _dashboard(OVERVIEW)
+    stats = {title: promql for (uid, title, _), promql in _queries(live).items() if uid == overview["uid"]}
+    stats["failed"] = (
+        f'sum(increase(letta_runs_finished_total{{job="{live.job}", status="failed"}}[{_range(overview)}]))'
+    )
+    at = time.time()
+    value = {
+        name: float(_query(live, stats[name], at)[0]["value"][1])
+        for name in ("Runs finished", "Awaiting approval", "Failed runs", "failed")
+    }
+    assert value["Awaiting approval"] > 0 and value["failed"] > 0, value
+    assert value["Failed runs"] == pytest.approx(
+        value["failed"] / (value["Runs finished"] - value["Awaiting approval"])
+    )
+    assert value["Failed runs"] != pytest.approx(value["failed"] / value["Runs finished"])
 
 
 def test_every_alert_expression_evaluates(live: Stack) -> None:

@@ -7,29 +7,31 @@ import random
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.otlp_receiver import ReceivedSpan, Receiver
-from tests.support import Process, exporter_cmd, free_port, scrape, start_simulator, total, wait_until
-from tests.test_integration import settled
+from tests.support import (
+    FAST,
+    Process,
+    Samples,
+    free_port,
+    scrape,
+    settled,
+    start_exporter,
+    start_simulator,
+    total,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-FAST = ["--poll-interval", "300ms", "--stuck-after", "2s", "--expire-after", "4s", "--backfill", "1h"]
-
 
 def start_exporter_with_otlp(sim_url: str, env: dict[str, str], *args: str) -> tuple[Process, str]:
-    process = Process(
-        exporter_cmd("run", "--letta-url", sim_url, "--listen-address", "127.0.0.1:0", "--log-format", "json",
-                     *FAST, *args),
-        env={"OTEL_EXPORTER_OTLP_TIMEOUT": "2", **env},
-    )  # fmt: skip
-    listen = process.wait_for_line(r'"message": "letta-exporter started".*"listen": "([^"]+)"').group(1)
-    return process, f"http://{listen}"
+    return start_exporter(sim_url, *FAST, *args, env={"OTEL_EXPORTER_OTLP_TIMEOUT": "2", **env})
 
 
 def otlp_env(protocol: str, port: int) -> dict[str, str]:
@@ -51,15 +53,19 @@ def run_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {str(s.attributes["letta.run.id"]): s for s in spans if is_run_span(s)}
 
 
-def exported_counter_caught_up(url: str, receiver: Receiver) -> dict[Any, float]:
+def exported_counter_caught_up(url: str, receiver: Receiver) -> Samples:
     """/metrics once it shows every span the receiver got: it is published after each poll, and
     delivery confirms spans in between."""
 
-    def caught_up() -> dict[Any, float] | None:
+    def caught_up() -> Samples | None:
         samples = scrape(url)
         return samples if samples[("letta_exporter_spans_exported_total", ())] == len(receiver.snapshot()) else None
 
     return wait_until(caught_up, what="letta_exporter_spans_exported_total to match what arrived")
+
+
+def ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz").status_code == 200
 
 
 def counted_runs(url: str) -> float:
@@ -159,12 +165,12 @@ def test_crash_loop_of_kill_9_neither_loses_nor_repeats_a_run_or_a_marked_span(
     runs = 300
     sim, sim_url = start_simulator(
         "--seed", "34", "--runs-per-second", "6", "--max-runs", str(runs), "--duration-scale", "0.1"
-    )  # fmt: skip
+    )
     marked: dict[str, int] = {}  # run id -> how often it had arrived when it was seen marked
     try:
         for _ in range(cycles):
             exporter, url = start_exporter_with_otlp(sim_url, otlp_env("grpc", port), "--state-path", str(state))
-            wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, what="a first poll")  # noqa: B023
+            wait_until(partial(ready, url), what="a first poll")
             exporter.kill_after(rng.uniform(0.0, 1.2))
             with sqlite3.connect(state) as db:
                 pending = {row[0] for row in db.execute("SELECT run_id FROM exports")}

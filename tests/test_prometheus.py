@@ -5,11 +5,12 @@ The `stack` fixture (simulator → exporter → Prometheus, once per session) is
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.stack import Stack
 from tests.support import tool, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
@@ -21,7 +22,7 @@ if PROMETHEUS is None or PROMTOOL is None:
     )
 
 
-def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
+def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
     body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
     assert body["status"] == "success", body
     return list(body["data"]["result"])
@@ -36,18 +37,18 @@ def test_prometheus_scrapes_the_exporter_and_sees_runs_finish(stack: Stack) -> N
         timeout=60,
         what="completed runs in Prometheus",
     )
-    assert float(finished[0]["value"][1]) > 0  # type: ignore[index]
+    assert float(finished[0]["value"][1]) > 0
     assert query(prometheus_url, "letta_up") and query(prometheus_url, "letta_exporter_build_info")
     rate = wait_until(
         lambda: query(prometheus_url, "sum(rate(letta_runs_finished_total[5s])) > 0"), timeout=60, what="a rate"
     )
-    assert float(rate[0]["value"][1]) > 0  # type: ignore[index]
+    assert float(rate[0]["value"][1]) > 0
 
 
 def test_prometheus_stores_trace_id_exemplars(stack: Stack) -> None:
     prometheus_url = stack.prometheus_url
 
-    def exemplars() -> list[dict[str, object]]:
+    def exemplars() -> list[dict[str, Any]]:
         body = httpx.get(
             f"{prometheus_url}/api/v1/query_exemplars",
             params={"query": "letta_run_duration_seconds_bucket", "start": "0", "end": "4000000000"},
@@ -56,7 +57,7 @@ def test_prometheus_stores_trace_id_exemplars(stack: Stack) -> None:
         return [e for series in body["data"] for e in series["exemplars"]]
 
     found = wait_until(exemplars, timeout=60, what="exemplars")
-    assert all(len(e["labels"]["trace_id"]) == 32 for e in found)  # type: ignore[index]
+    assert all(len(e["labels"]["trace_id"]) == 32 for e in found)
 
 
 def test_promtool_accepts_the_exposition(stack: Stack) -> None:

@@ -60,8 +60,10 @@ def test_no_secret_in_logs_pages_or_errors_of_a_running_exporter(echoing_letta: 
     flags = ["--poll-interval", "200ms", "--state-path", ":memory:", "--web-config-file", str(web)]
     exporter, url = start_exporter(echoing_letta, "--letta-api-key", API_KEY, "--log-level", "debug", *flags)
     try:
-        wait_until(lambda: total(scrape(url, auth), "letta_exporter_api_requests_total", code="401") >= 2,
-                   what="rejected polls")  # fmt: skip
+        wait_until(
+            lambda: total(scrape(url, auth), "letta_exporter_api_requests_total", code="401") >= 2,
+            what="rejected polls",
+        )
         pages = [httpx.get(f"{url}{path}", headers=auth, timeout=5).text for path in ("/", "/readyz", "/metrics")]
         assert "bad token Bearer <redacted>" in pages[1]  # the context is kept, the secret is not
         httpx.get(f"{url}/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()})

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.model import Run, RunMetrics, Step, StepMetrics
+from exporter.letta.records import RUN, RUN_METRICS, STEP, STEP_METRICS
 from exporter.simulator import OUTCOMES, STEPS_LIST_400, Scenario, SimulatedLetta, serve
+from exporter.types import ProblemKind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
 T0 = 1_800_000_000.0
@@ -77,9 +78,9 @@ def only(outcome: str) -> dict[str, float]:
     return {name: float(name == outcome) for name in OUTCOMES}
 
 
-def parse(model: Any, data: Any) -> Any:
-    problems: list[str] = []
-    parsed = model.model_validate(data, context={"problems": problems})
+def parse(reader: Any, data: Any) -> Any:
+    problems: list[ProblemKind] = []
+    parsed = reader(data, problems)
     assert problems == [], (problems, data)
     return parsed
 
@@ -99,23 +100,23 @@ def test_every_shape_matches_the_recorded_fields_and_parses_without_problems(mak
     for listed in runs:
         assert set(listed) == keys["run.json"]
         single = s.get(f"/v1/runs/{listed['id']}")
-        assert single["total_duration_ns"] is None and single["ttft_ns"] is None  # §0.3, §0.4
+        assert single["total_duration_ns"] is None and single["ttft_ns"] is None  # docs/letta-api.md §1.3, §1.4
         assert {k: v for k, v in single.items() if k != "total_duration_ns"} == {
             k: v for k, v in listed.items() if k != "total_duration_ns"
         }
-        run = parse(Run, listed)
+        run = parse(RUN, listed)
         assert ISO_Z.match(listed["created_at"])
         assert listed["completed_at"] is None or ISO_NAIVE.match(listed["completed_at"])
         metrics = s.get(f"/v1/runs/{listed['id']}/metrics")
         assert set(metrics) == keys["run_metrics.json"]
-        start_ns = parse(RunMetrics, metrics).run_start_ns  # model.py's float parse costs ~100 ns here
+        start_ns = parse(RUN_METRICS, metrics).run_start_ns  # the reader's float parse costs ~100 ns here
         assert start_ns is not None and abs(start_ns - run.created_at.timestamp() * 1e9) < 1e3
         assert (metrics["run_ns"] is None) == (listed["total_duration_ns"] is None)
         assert metrics["run_ns"] == listed["total_duration_ns"]
         trace_ids = set()
         for raw in s.steps(listed["id"]):
             assert set(raw) == keys["step.json"]
-            step = parse(Step, raw)
+            step = parse(STEP, raw)
             assert step.run_id == run.id and step.agent_id == run.agent_id
             trace_ids.add(step.trace_id)
             step_statuses[raw["status"]] += 1
@@ -125,7 +126,7 @@ def test_every_shape_matches_the_recorded_fields_and_parses_without_problems(mak
                 assert response.status_code == 404
                 continue
             assert set(response.json()) == keys["step_metrics.json"]
-            step_metrics = parse(StepMetrics, response.json())
+            step_metrics = parse(STEP_METRICS, response.json())
             assert step_metrics.step_ns is not None and step_metrics.llm_request_ns is not None
             assert step_metrics.step_ns >= step_metrics.llm_request_ns + (step_metrics.tool_execution_ns or 0)
         assert len(trace_ids) <= 1  # one trace per run (or none)
@@ -190,7 +191,7 @@ def test_run_cursors_are_inverted_like_the_recorded_probe(make: Any) -> None:
     for name, params in cases.items():
         assert [ids.index(r["id"]) for r in s.runs(**params)] == probe[name], name
     assert [r["id"] for r in s.get("/v1/runs/", before=ids[1], limit=3)] == ids[2:5]  # the next page
-    # the SDK's after=<last id> auto-pagination keeps returning the newest runs (§0.2)
+    # the SDK's after=<last id> auto-pagination keeps returning the newest runs (docs/letta-api.md §1.2)
     assert [r["id"] for r in s.get("/v1/runs/", after=ids[2], limit=3)] == ids[:2]
     unknown = "run-00000000-0000-4000-8000-000000000000"
     assert [r["id"] for r in s.get("/v1/runs/", before=unknown, limit=5)] == ids[:5]
@@ -301,7 +302,9 @@ def watch(make: Any, outcome: str, seed: int, horizon: float = 1.5, dt: float = 
 def test_completed_runs_grow_steps_then_complete(make: Any, seed: int) -> None:
     s, run_id, views = watch(make, "completed", seed)
     run = s.get(f"/v1/runs/{run_id}")
-    active = "running" if run["metadata"]["run_type"] == "send_message_streaming" else "created"  # §0.8
+    active = (
+        "running" if run["metadata"]["run_type"] == "send_message_streaming" else "created"
+    )  # docs/letta-api.md §1.8
     *before, final = views
     assert before and all(v[:3] == (active, None, None) for v in before)
     assert [len(v[3]) for v in views] == sorted(len(v[3]) for v in views)  # steps appear as they finish
@@ -316,9 +319,9 @@ def test_sync_and_async_failures_differ(make: Any) -> None:
         s, run_id, views = watch(make, "failed", seed, horizon=0.6)
         run = s.get(f"/v1/runs/{run_id}")
         sync = run["metadata"]["run_type"] == "send_message"
-        assert views[-1][:2] == ("failed", None if sync else "error")  # §0.10
+        assert views[-1][:2] == ("failed", None if sync else "error")  # docs/letta-api.md §1.10
         assert views[-1][3][-1] == ("failed", "llm_api_error")
-        assert views[0][:2] == ("created", None)  # sync and async runs are never "running" (§0.8)
+        assert views[0][:2] == ("created", None)  # sync and async runs are never "running" (docs/letta-api.md §1.8)
         kinds.add(sync)
         if kinds == {True, False}:
             break
@@ -384,7 +387,7 @@ def test_lagging_run_counts_as_terminal_in_truth_during_the_lag(make: Any) -> No
     s.clock.t = done["first_terminal_at"] + 1e-4
     listed = s.runs()[0]
     assert (listed["status"], listed["stop_reason"], listed["total_duration_ns"]) == ("running", "end_turn", None)
-    assert parse(Run, listed).status == "completed"  # exporter.model trusts the stop reason
+    assert parse(RUN, listed).status == "completed"  # exporter.model trusts the stop reason
     t = s.sim.truth()
     assert t["active"] == [] and t["terminal"][0]["status"] == "running"
     assert (t["terminal"][0]["first_terminal_status"], t["terminal"][0]["completed_at"]) == ("completed", None)
@@ -431,17 +434,17 @@ def test_truth_agrees_with_what_the_api_shows(make: Any) -> None:
         assert truth["runs"]["by_status"] == dict(collections.Counter(r["status"] for r in runs.values()))
         assert len(truth["terminal"]) + len(truth["active"]) == len(runs)
         for entry in truth["active"]:
-            assert parse(Run, runs[entry["id"]]).active and runs[entry["id"]]["status"] == entry["status"]
+            assert not parse(RUN, runs[entry["id"]]).terminal and runs[entry["id"]]["status"] == entry["status"]
         for entry in truth["terminal"]:
             raw = runs[entry["id"]]
-            run = parse(Run, raw)
+            run = parse(RUN, raw)
             assert run.terminal and (raw["status"], raw["stop_reason"]) == (entry["status"], entry["stop_reason"])
             if entry["outcome"] != "flip" or entry["status"] == "cancelled":
                 assert (run.status, run.stop_reason) == (entry["first_terminal_status"], entry["first_stop_reason"])
             assert entry["first_terminal_at"] <= truth["now"]
             assert abs(run.created_at.timestamp() - entry["created_at"]) < 1e-5
             assert raw["total_duration_ns"] == entry["run_ns"]
-            steps = [parse(Step, st) for st in s.steps(entry["id"])]
+            steps = [parse(STEP, st) for st in s.steps(entry["id"])]
             assert len(steps) == entry["steps"]
             by = collections.Counter((st.status, st.stop_reason, st.model, st.provider) for st in steps)
             assert by == {
@@ -476,7 +479,7 @@ def test_ttft_is_reported_for_the_chosen_fraction_inside_the_first_llm_call(make
         for entry in truth["terminal"]:
             ttft = entry["ttft_ns"]
             assert ttft == runs[entry["id"]]["ttft_ns"] == s.get(f"/v1/runs/{entry['id']}")["ttft_ns"]
-            assert parse(Run, runs[entry["id"]]).ttft_ns == ttft
+            assert parse(RUN, runs[entry["id"]]).ttft_ns == ttft
             if ttft is not None:
                 assert 0 < ttft < (entry["first_terminal_at"] - entry["created_at"]) * 1e9
                 assert entry["run_ns"] is None or ttft < entry["run_ns"]
@@ -587,7 +590,7 @@ def test_unparseable_stream_answer_completes_with_a_zero_token_step(make: Any) -
         assert (run["status"], run["stop_reason"], zero[0]["stop_reason"]) == ("completed", "end_turn", "end_turn")
         assert zero[0]["completion_tokens"] == 0 and zero[0]["prompt_tokens_details"] is None
         assert zero[0]["completion_tokens_details"] is None and zero[0]["cached_input_tokens"] is None
-        assert parse(Step, zero[0]).tokens() == dict.fromkeys(
+        assert parse(STEP, zero[0]).tokens() == dict.fromkeys(
             ("input", "output", "cached_input", "cache_write", "reasoning"), 0
         )
         assert set(truth[run["id"]]["tokens"].values()) == {0}

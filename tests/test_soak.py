@@ -26,6 +26,22 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 SCRAPERS = 4
 RATE = 20  # runs/s, ~1.7 M a day
 WARM_RUNS = 1500  # past the tracker's steady state: it holds about the last minute of runs
+HISTORY = 20000  # finished runs the simulator starts with
+SIMULATOR_ARGS = (
+    "--seed",
+    "21",
+    "--runs-per-second",
+    str(RATE),
+    "--duration-scale",
+    "0.05",
+    "--history",
+    str(HISTORY),
+    "--agents",
+    "200",
+    "--models",
+    "200",
+)
+EXPORTER_ARGS = ("--poll-interval", "1s", "--stuck-after", "5s", "--expire-after", "10s")
 
 
 def rss_mb(pid: int) -> float:
@@ -59,25 +75,22 @@ class Scrapers:
             thread.join(timeout=15)
 
 
-def percentile(values: list[float], q: float) -> float:
+def created(url: str) -> float:
+    return total(scrape(url), "letta_runs_created_total")
+
+
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
-    sim, sim_url = start_simulator(
-        "--seed", "21", "--runs-per-second", str(RATE), "--duration-scale", "0.05", "--history", "20000",
-        "--agents", "200", "--models", "200",
-    )  # fmt: skip
+    sim, sim_url = start_simulator(*SIMULATOR_ARGS)
     try:
-        exporter, url = start_exporter(
-            sim_url, "--poll-interval", "1s", "--stuck-after", "5s", "--expire-after", "10s",
-            "--state-path", str(state),
-        )  # fmt: skip
+        exporter, url = start_exporter(sim_url, *EXPORTER_ARGS, "--state-path", str(state))
         scrapers = Scrapers(url, SCRAPERS)
         try:
-            wait_until(lambda: total(scrape(url), "letta_runs_created_total") >= WARM_RUNS, timeout=120,
-                       what=f"the first {WARM_RUNS} runs")  # fmt: skip
+            wait_until(lambda: created(url) >= WARM_RUNS, timeout=120, what=f"the first {WARM_RUNS} runs")
             warm_rss, warm_latencies = rss_mb(exporter.proc.pid), len(scrapers.latencies)
             deadline = time.monotonic() + SOAK_SECONDS
             peak_rss, peak_tracked = warm_rss, 0.0
@@ -87,12 +100,11 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
                 peak_rss = max(peak_rss, rss_mb(exporter.proc.pid))
                 time.sleep(1.0)  # a sampling period, not a wait for an event
             end_rss = rss_mb(exporter.proc.pid)
-            live = httpx.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - 20000
-            lag = live - total(scrape(url), "letta_runs_created_total")
+            live = httpx.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - HISTORY
+            lag = live - created(url)
             scrapers.stop()
             # no backlog grew: what existed at the end is counted within a few polls
-            wait_until(lambda: total(scrape(url), "letta_runs_created_total") >= live, timeout=30,
-                       what=f"all {live} runs counted")  # fmt: skip
+            wait_until(lambda: created(url) >= live, timeout=30, what=f"all {live} runs counted")
             samples = scrape(url)
         finally:
             scrapers.stop()

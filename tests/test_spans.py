@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,36 +12,34 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from exporter.letta.records import RUN, RUN_METRICS, STEP
+from exporter.lifecycle import Decisions
 from exporter.metrics import ExporterMetrics
-from exporter.model import FinishedRun, Run, RunMetrics, Step, StepMetrics
+from exporter.model import FinishedRun, StepMetrics
 from exporter.otlp import OtlpConfigError, SpanDelivery, exporter_from_env
 from exporter.simulator import Scenario
 from exporter.spans import build_spans, default_resource, trace_id_of
 from exporter.state import StateStore
+from tests.harness import SETTINGS, Harness
+from tests.samples import sample as load
 from tests.support import wait_until
-from tests.test_tracker import SETTINGS, Harness
 
-SAMPLES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
 RESOURCE = Resource({"service.name": "letta-exporter-test"})
 
 
-def load(name: str) -> object:
-    return json.loads((SAMPLES / name).read_text())
-
-
 def sample_run(tool_ns: int | None = 30_000_000) -> FinishedRun:
-    listed = next(r for r in load("runs_list.json") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")  # type: ignore[union-attr]
-    steps = tuple(reversed([Step.model_validate(s) for s in load("run_steps.json")]))  # type: ignore[union-attr]
+    listed = next(r for r in load("runs_list") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")
+    steps = tuple(reversed([STEP(s) for s in load("run_steps")]))
     timings = {
         steps[0].id: StepMetrics(llm_request_ns=70_000_000, tool_execution_ns=tool_ns, step_ns=110_000_000),
         steps[1].id: StepMetrics(llm_request_ns=72_409_628, step_ns=90_023_529),
     }
     return FinishedRun(
-        run=Run.model_validate(listed),
+        run=RUN(listed),
         status="completed",
         steps=steps,
         step_metrics=timings,
-        run_metrics=RunMetrics.model_validate(load("run_metrics.json")),
+        run_metrics=RUN_METRICS(load("run_metrics")),
         agent_name="support-bot",
     )
 
@@ -83,6 +80,25 @@ def test_run_and_step_spans_form_one_tree_in_lettas_trace() -> None:
     assert run_span.status.status_code is StatusCode.UNSET
 
 
+def test_reported_step_start_times_are_used_where_the_server_fills_them() -> None:
+    """Letta Cloud documents `step_start_ns` / `llm_request_start_ns`; 0.16.8 leaves them null."""
+    finished = sample_run()
+    first, second = finished.steps
+    reported_start = 1795351238000000000
+    timings = {
+        first.id: finished.step_metrics[first.id].model_copy(
+            update={"step_start_ns": reported_start, "llm_request_start_ns": reported_start + 5_000_000}
+        ),
+        second.id: finished.step_metrics[second.id],  # not filled: laid out after the first
+    }
+    _, step1, tool, step2 = build_spans(finished.model_copy(update={"step_metrics": timings}), RESOURCE)
+    assert step1.attributes is not None and step1.attributes["letta.timing"] == "reported"
+    assert (step1.start_time, step1.end_time) == (reported_start, reported_start + 110_000_000)
+    assert tool.start_time == reported_start + 5_000_000 + 70_000_000
+    assert step2.attributes is not None and step2.attributes["letta.timing"] == "derived"
+    assert step2.start_time == reported_start + 110_000_000
+
+
 def test_ids_are_derived_so_a_re_export_is_identical() -> None:
     first = [(s.context.trace_id, s.context.span_id) for s in build_spans(sample_run(), RESOURCE)]
     second = [(s.context.trace_id, s.context.span_id) for s in build_spans(sample_run(), RESOURCE)]
@@ -111,8 +127,8 @@ def test_a_step_in_another_trace_gets_its_own_trace_and_a_link() -> None:
 
 
 def test_failed_run_carries_error_status_type_and_text() -> None:
-    run = Run.model_validate(load("run_failed.json"))
-    steps = tuple(Step.model_validate(s) for s in load("run_failed_steps.json"))  # type: ignore[union-attr]
+    run = RUN(load("run_failed"))
+    steps = tuple(STEP(s) for s in load("run_failed_steps"))
     run_span, step_span = build_spans(FinishedRun(run=run, status="failed", steps=steps), RESOURCE)
     assert run_span.status.status_code is StatusCode.ERROR
     assert run_span.status.description is not None and run_span.status.description.startswith("INTERNAL_SERVER_ERROR")
@@ -123,12 +139,21 @@ def test_failed_run_carries_error_status_type_and_text() -> None:
 
 
 def test_first_token_event_and_provider_mapping() -> None:
-    run = Run.model_validate({"id": "run-t", "status": "completed", "created_at": "2025-08-01T00:00:00Z",
-                              "ttft_ns": 250_000_000, "total_duration_ns": 900_000_000})  # fmt: skip
-    step = Step.model_validate({"id": "step-t", "model": "gemini-2.5-flash", "provider_name": "google_ai"})
+    run = RUN(
+        {
+            "id": "run-t",
+            "status": "completed",
+            "created_at": "2025-08-01T00:00:00Z",
+            "ttft_ns": 250_000_000,
+            "total_duration_ns": 900_000_000,
+        }
+    )
+    step = STEP({"id": "step-t", "model": "gemini-2.5-flash", "provider_name": "google_ai"})
     run_span, step_span = build_spans(FinishedRun(run=run, status="completed", steps=(step,)), RESOURCE)
-    assert [(e.name, e.timestamp - run_span.start_time) for e in run_span.events] == [("first_token", 250_000_000)]
-    assert run_span.end_time - run_span.start_time == 900_000_000
+    start, end = run_span.start_time, run_span.end_time
+    assert start is not None and end is not None
+    assert [(e.name, e.timestamp - start) for e in run_span.events] == [("first_token", 250_000_000)]
+    assert end - start == 900_000_000
     assert step_span.attributes is not None and step_span.attributes["gen_ai.provider.name"] == "gcp.gemini"
 
 
@@ -183,8 +208,7 @@ def runs(n: int) -> list[FinishedRun]:
 
 
 def commit_pending(store: StateStore, finished: list[FinishedRun]) -> None:
-    store.commit(watermark=None, upserts=[], deletes=[], series=[],
-                 exports=[(f.run.id, f.model_dump_json()) for f in finished])  # fmt: skip
+    store.commit(Decisions(finished=finished), series=[], exports=True)
 
 
 def test_delivery_survives_an_outage_within_its_bound_and_counts_what_it_drops(tmp_path: Path) -> None:
@@ -224,12 +248,12 @@ def test_pending_exports_are_delivered_by_the_next_process(tmp_path: Path) -> No
     assert len(exporter.get_finished_spans()) == 3 * 4
 
 
-def test_tracker_exports_one_trace_fragment_per_counted_run() -> None:
+def test_the_poll_loop_exports_one_trace_fragment_per_counted_run() -> None:
     memory = InMemorySpanExporter()
     h = Harness(Scenario(seed=21, runs_per_second=3.0, max_runs=60, flip=0.0, zombie=0.0), settings=SETTINGS)
     delivery = SpanDelivery(memory, h.store, h.metrics, RESOURCE)
     delivery.start()
-    h.tracker = type(h.tracker)(h.client, h.store, h.metrics, SETTINGS, clock=h.clock, spans=delivery)
+    h.loop = h.make_loop(delivery)
     h.run_for(40)
     assert delivery.wait_idle(10)
     delivery.close()

@@ -102,9 +102,14 @@ def test_basic_auth_checks_hashes_and_caches_the_verdict(monkeypatch: pytest.Mon
     assert config.authorized(basic("prometheus", PASSWORD))
     for header in (None, "", "Bearer x", basic("prometheus", "wrong"), basic("nobody", PASSWORD), "Basic !!!"):
         assert not config.authorized(header)
-    calls = []
+    calls: list[bytes] = []
     real = bcrypt.checkpw
-    monkeypatch.setattr(bcrypt, "checkpw", lambda p, h: calls.append(1) or real(p, h))
+
+    def counted_checkpw(password: bytes, hashed: bytes) -> bool:
+        calls.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counted_checkpw)
     assert config.authorized(basic("prometheus", PASSWORD)) and not config.authorized(basic("prometheus", "wrong"))
     assert calls == []  # both verdicts came from the cache
     assert WebConfig().authorized(None)  # no users configured: open

@@ -1,7 +1,7 @@
 """Drive a real Letta server through the scenario mix, and read the ground truth back from its API.
 
-Adapted from shared/letta-server/drive.py. The fake LLM picks its behaviour from a marker in the
-user message (see letta_server/fake_llm.py). Nothing here sleeps: every wait polls Letta or the
+Adapted from the driver of the tested offline Letta recipe. The fake LLM picks its behaviour from a
+marker in the user message (see letta_server/fake_llm.py). Nothing here sleeps: every wait polls Letta or the
 fake LLM with a bounded `wait_until`.
 """
 
@@ -61,13 +61,18 @@ class Driver:
         else:  # 0.11: handles of OpenAI-compatible proxies are rejected; give the configs themselves
             endpoint = f"{self.stack.fake_llm_url}/v1"
             body["llm_config"] = {
-                "model": FAKE_MODEL, "model_endpoint_type": "openai", "model_endpoint": endpoint,
-                "context_window": 128000, "provider_name": "openai",
-            }  # fmt: skip
+                "model": FAKE_MODEL,
+                "model_endpoint_type": "openai",
+                "model_endpoint": endpoint,
+                "context_window": 128000,
+                "provider_name": "openai",
+            }
             body["embedding_config"] = {
-                "embedding_model": "text-embedding-3-small", "embedding_endpoint_type": "openai",
-                "embedding_endpoint": endpoint, "embedding_dim": 1536,
-            }  # fmt: skip
+                "embedding_model": "text-embedding-3-small",
+                "embedding_endpoint_type": "openai",
+                "embedding_endpoint": endpoint,
+                "embedding_dim": 1536,
+            }
         if agent_type:
             body["agent_type"] = agent_type
         response = self.client.post("/agents/", json=body)
@@ -208,11 +213,20 @@ def run_steps(client: httpx.Client, run_id: str) -> list[dict[str, Any]]:
 
 
 STOP_REASON_STATUS = {
-    "end_turn": "completed", "max_steps": "completed", "tool_rule": "completed", "requires_approval": "completed",
-    "error": "failed", "invalid_tool_call": "failed", "no_tool_call": "failed", "invalid_llm_response": "failed",
-    "llm_api_error": "failed", "max_tokens_exceeded": "failed", "context_window_overflow_in_system_prompt": "failed",
-    "insufficient_credits": "failed", "cancelled": "cancelled",
-}  # fmt: skip
+    "end_turn": "completed",
+    "max_steps": "completed",
+    "tool_rule": "completed",
+    "requires_approval": "completed",
+    "error": "failed",
+    "invalid_tool_call": "failed",
+    "no_tool_call": "failed",
+    "invalid_llm_response": "failed",
+    "llm_api_error": "failed",
+    "max_tokens_exceeded": "failed",
+    "context_window_overflow_in_system_prompt": "failed",
+    "insufficient_credits": "failed",
+    "cancelled": "cancelled",
+}
 
 
 def _n(value: Any) -> int:

@@ -1,6 +1,6 @@
 """A fake OpenAI-compatible LLM for driving a real Letta server offline (stdlib only).
 
-Adapted for the e2e tier from shared/letta-server/fake_llm.py (the tested offline recipe): same
+Adapted for the e2e tier from the tested offline Letta recipe: same
 scenario markers and token usage, plus `--port 0` (the bound address is printed), a `/stats`
 endpoint with the requests currently in flight per scenario (so a test can cancel a run exactly
 while its LLM call is running, without sleeping), and type hints.
@@ -23,7 +23,7 @@ Usage of every successful reply: prompt_tokens = len(request body) // 4, complet
 prompt_tokens_details.cached_tokens = 3, completion_tokens_details.reasoning_tokens = 2.
 
 Connections are closed after every response: with keep-alive, Letta 0.16.8 stalls ~60 s in a
-PostgreSQL connect after LLM calls (see shared/letta-server/README.md, pitfalls).
+PostgreSQL connect after LLM calls (a pitfall the offline recipe records).
 """
 
 from __future__ import annotations

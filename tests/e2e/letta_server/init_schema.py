@@ -1,6 +1,6 @@
 """Create Letta's PostgreSQL schema without the alembic migration files (run with the Letta venv's python).
 
-Copied from shared/letta-server/init_schema.py (the tested offline recipe). The letta wheel ships
+From the tested offline Letta recipe. The letta wheel ships
 the ORM but not the alembic/ directory Letta's Docker image runs; Letta's CI checks that the ORM
 metadata equals the migrated schema, so `Base.metadata.create_all()` gives an equivalent schema.
 Only the migrations create the `message_seq_id` sequence behind `messages.sequence_id` (without
@@ -13,8 +13,8 @@ Usage: python init_schema.py [alembic_head_revision]
 import os
 import sys
 
-from letta.database_utils import get_database_uri_for_context  # type: ignore[import-not-found]
-from letta.orm import Base  # type: ignore[import-not-found]  # importing registers every table
+from letta.database_utils import get_database_uri_for_context
+from letta.orm import Base  # importing registers every table
 from sqlalchemy import create_engine, text
 
 uri = os.environ["LETTA_PG_URI"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a real Letta server into its own virtualenv under .tools/letta-<version>/ for the e2e
 # tier (tests/e2e). Idempotent: does nothing when the venv is already complete for the same pins.
-# Adapted from shared/letta-server/install.sh (the tested offline recipe); only PyPI is contacted.
+# Adapted from the tested offline Letta recipe's install script; only PyPI is contacted.
 #
 #   tests/e2e/letta_server/install.sh [0.16.8|0.11.7]     (default 0.16.8; TOOLS_DIR overrides .tools)
 #

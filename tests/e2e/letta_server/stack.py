@@ -1,6 +1,6 @@
 """Start and stop a real Letta server for the e2e tier: PostgreSQL + pgvector (0.12+), the fake LLM, Letta.
 
-Adapted from shared/letta-server/start.sh and stop.sh (the tested offline recipe), as Python so
+Adapted from the tested offline Letta recipe's start and stop scripts, as Python so
 that pytest fixtures own every process: each one listens on 127.0.0.1 on a free port, and
 `LettaStack.close()` stops exactly what was started (the server and the fake LLM by their own
 process, postgres with `pg_ctl stop` on its own data directory), also when a test fails.
@@ -32,11 +32,27 @@ FAKE_MODEL = "gpt-4o-mini"
 ALEMBIC_HEAD = "1c28e167b74f"
 # Variables that would point Letta at something other than what this stack starts.
 SCRUBBED = (
-    "LETTA_PG_URI", "LETTA_PG_HOST", "LETTA_PG_PORT", "LETTA_REDIS_HOST", "LETTA_REDIS_PORT", "SENTRY_DSN",
-    "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "OLLAMA_BASE_URL", "VLLM_API_BASE",
-    "LMSTUDIO_BASE_URL", "OPENROUTER_API_KEY", "CLICKHOUSE_ENDPOINT", "LETTA_OTEL_EXPORTER_OTLP_ENDPOINT",
-    "LETTA_SERVER_PASSWORD", "LETTA_SERVER_SECURE", "LETTA_API_KEY", "LETTA_BASE_URL",
-)  # fmt: skip
+    "LETTA_PG_URI",
+    "LETTA_PG_HOST",
+    "LETTA_PG_PORT",
+    "LETTA_REDIS_HOST",
+    "LETTA_REDIS_PORT",
+    "SENTRY_DSN",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "OLLAMA_BASE_URL",
+    "VLLM_API_BASE",
+    "LMSTUDIO_BASE_URL",
+    "OPENROUTER_API_KEY",
+    "CLICKHOUSE_ENDPOINT",
+    "LETTA_OTEL_EXPORTER_OTLP_ENDPOINT",
+    "LETTA_SERVER_PASSWORD",
+    "LETTA_SERVER_SECURE",
+    "LETTA_API_KEY",
+    "LETTA_BASE_URL",
+)
 
 
 @dataclass(frozen=True)
@@ -139,11 +155,8 @@ class LettaStack:
             shutil.chown(sock, "postgres")
         log = self.work / "pg.log"
         run = subprocess.run
-        run(
-            self._as_pg(str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                        "--locale=C.UTF-8"),
-            check=True, capture_output=True, cwd=self.work,
-        )  # fmt: skip
+        initdb = ["-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]
+        run(self._as_pg(str(pg_bin / "initdb"), *initdb), check=True, capture_output=True, cwd=self.work)
         self.pg_port = free_port()
         options = f"-p {self.pg_port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200"
         run(["touch", str(log)], check=True)
@@ -152,17 +165,22 @@ class LettaStack:
         self.pg_started = True
         run(
             self._as_pg(str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start"),
-            check=True, capture_output=True, cwd=self.work,
-        )  # fmt: skip
-        psql = [str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-v",
-                "ON_ERROR_STOP=1", "-qtA"]  # fmt: skip
+            check=True,
+            capture_output=True,
+            cwd=self.work,
+        )
+        connect = ["-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres"]
+        psql = [str(pg_bin / "psql"), *connect, "-v", "ON_ERROR_STOP=1", "-qtA"]
         run([*psql, "-c", "CREATE ROLE letta LOGIN PASSWORD 'letta' SUPERUSER"], check=True, capture_output=True)
         run([*psql, "-c", "CREATE DATABASE letta OWNER letta"], check=True, capture_output=True)
         run([*psql, "-d", "letta", "-c", "CREATE EXTENSION IF NOT EXISTS vector"], check=True, capture_output=True)
         schema = run(
             [str(self.target.venv / "bin" / "python"), str(HERE / "init_schema.py"), ALEMBIC_HEAD],
-            env=self._letta_env(None), cwd=self.work, capture_output=True, text=True,
-        )  # fmt: skip
+            env=self._letta_env(None),
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+        )
         if schema.returncode != 0:
             raise RuntimeError(f"init_schema.py failed:\n{schema.stdout}\n{schema.stderr[-3000:]}")
 
@@ -173,8 +191,9 @@ class LettaStack:
         self.pg_started = False
         subprocess.run(
             self._as_pg(str(pg_bin / "pg_ctl"), "-D", str(self.work / "pgdata"), "-m", "fast", "-w", "stop"),
-            capture_output=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=60,
+        )
 
     # ------------------------------------------------------------------ fake LLM
     def start_fake_llm(self) -> None:
@@ -182,8 +201,10 @@ class LettaStack:
         self.fake_llm = Service(
             "fake-llm",
             [sys.executable, str(HERE / "fake_llm.py"), "--host", "127.0.0.1", "--port", str(port)],
-            dict(os.environ), self.work, self.work / "fake_llm.log",
-        )  # fmt: skip
+            dict(os.environ),
+            self.work,
+            self.work / "fake_llm.log",
+        )
         self.fake_llm_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(f"{self.fake_llm_url}/health", timeout=2).status_code == 200, 30, "fake LLM up")
 
@@ -205,12 +226,17 @@ class LettaStack:
             OPENAI_BASE_URL=f"{self.fake_llm_url}/v1",
             LETTA_TELEMETRY_ENABLE_DATADOG="false",
             # Network jail: a stray outbound HTTP(S) call (nltk.download at startup) fails at once.
-            HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
-            http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-            NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-            DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+            HTTP_PROXY="http://127.0.0.1:9",
+            HTTPS_PROXY="http://127.0.0.1:9",
+            http_proxy="http://127.0.0.1:9",
+            https_proxy="http://127.0.0.1:9",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+            DO_NOT_TRACK="1",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
             LETTA_LLM_REQUEST_TIMEOUT_SECONDS="30",
-        )  # fmt: skip
+        )
         if self.pg_port is not None:
             env["LETTA_PG_URI"] = f"postgresql://letta:letta@127.0.0.1:{self.pg_port}/letta"  # no ?sslmode: pg8000
         if otlp_endpoint:
@@ -226,8 +252,10 @@ class LettaStack:
         self.letta = Service(
             "letta",
             [str(self.target.venv / "bin" / "letta"), "server", "--host", "127.0.0.1", "--port", str(port)],
-            self._letta_env(otlp_endpoint), self.work, self.work / f"letta-{self.letta_starts}.log",
-        )  # fmt: skip
+            self._letta_env(otlp_endpoint),
+            self.work,
+            self.work / f"letta-{self.letta_starts}.log",
+        )
         self.letta_url = f"http://127.0.0.1:{port}"
         letta = self.letta
 

@@ -1,4 +1,5 @@
-"""The tracker against the simulator, in-process: a fake clock drives both, no sockets, no sleeps.
+"""The Letta poller, the lifecycle and the poll loop against the simulator, in-process: a fake
+clock drives both, no sockets, no sleeps.
 
 The central property: every run that finishes is counted exactly once, whatever the poll timing,
 the errors in between and the restarts, and the counters equal the simulator's ground truth.
@@ -6,138 +7,16 @@ the errors in between and the restarts, and the counters equal the simulator's g
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from exporter.letta import LettaClient
-from exporter.metrics import ExporterMetrics
-from exporter.simulator import Scenario, SimulatedLetta
-from exporter.state import StateStore
-from exporter.tracker import Tracker, TrackerSettings
-
-SETTINGS = TrackerSettings(stuck_after=20.0, expire_after=60.0, first_recheck=1.0, recheck_window=120.0)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
-
-
-class Harness:
-    """A simulator, a tracker and its state file, all on one fake clock."""
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        state_path: str = ":memory:",
-        settings: TrackerSettings = SETTINGS,
-        wrap: Callable[[Callable[[httpx.Request], httpx.Response]], Callable[[httpx.Request], httpx.Response]]
-        | None = None,
-        retries: int = 3,
-        server_clock_offset: float = 0.0,
-    ) -> None:
-        self.clock = Clock(1_800_000_000.0)
-        self.sim = SimulatedLetta(scenario, clock=lambda: self.clock.now + server_clock_offset)
-        self.handler = wrap(self.sim.handle) if wrap else self.sim.handle
-        self.state_path = state_path
-        self.settings = settings
-        self.retries = retries
-        self.boot = self.sim.clock()  # on the simulator's clock, like the ground truth
-        self.restart()
-
-    def restart(self) -> None:
-        """A new process: fresh metrics and client, the same state file (or none)."""
-        self.metrics = ExporterMetrics()
-        self.client = LettaClient(
-            "http://letta.test",
-            self.metrics,
-            transport=httpx.MockTransport(self.handler),
-            sleep=_no_sleep,
-            retries=self.retries,
-            clock=self.clock,
-        )
-        self.store = StateStore(self.state_path)
-        self.tracker = Tracker(self.client, self.store, self.metrics, self.settings, clock=self.clock)
-
-    def poll(self) -> bool:
-        bootstrapped, now = self.tracker.bootstrapped, self.sim.clock()
-        ok = asyncio.run(self.tracker.poll())
-        if not bootstrapped and self.tracker.bootstrapped:
-            self.boot = now  # a first poll that failed (faults) moves the start of counting
-        return ok
-
-    def run_for(self, seconds: float, every: float = 1.0) -> None:
-        end = self.clock.now + seconds
-        while self.clock.now < end:
-            self.poll()
-            self.clock.now += every
-
-    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
-
-    def finished_by_status(self) -> Counter[str]:
-        totals: Counter[str] = Counter()
-        for metric in self.metrics.registry.collect():
-            for sample in metric.samples:
-                if sample.name == "letta_runs_finished_total":
-                    totals[sample.labels["status"]] += sample.value
-        return totals
-
-    def settled_by_status(self) -> Counter[str]:
-        """Counted runs by status, each moved to its latest status by the status-change counter."""
-        finished = self.finished_by_status()
-        for before, after, n in self.changes():
-            finished[before] -= n
-            finished[after] += n
-        return +finished
-
-    def changes(self) -> list[tuple[str, str, float]]:
-        return [
-            (s.labels["from"], s.labels["to"], s.value)
-            for m in self.metrics.registry.collect()
-            for s in m.samples
-            if s.name == "letta_run_terminal_status_changes_total" and s.value
-        ]
-
-
-def counted_truth(truth: dict[str, Any], boot: float) -> list[dict[str, Any]]:
-    """Runs the exporter must count: those that finished after it started."""
-    return [r for r in truth["terminal"] if not r["historical"] and r["first_terminal_at"] > boot]
-
-
-def final_status_counts(truth: dict[str, Any], boot: float) -> Counter[str]:
-    """Current status of every counted run; never-finishing runs count as expired."""
-    counts = Counter(r["status"] if r["status"] != "running" else r["first_terminal_status"]
-                     for r in counted_truth(truth, boot))  # fmt: skip
-    counts["expired"] += sum(1 for r in truth["active"] if r["zombie"])
-    return counts
-
-
-def assert_counts_match_truth(h: Harness, exclude: frozenset[str] = frozenset()) -> None:
-    """Every run (but `exclude`d ones) counted once: first terminal state, later changes moved."""
-    truth = h.sim.truth()
-    kept = {**truth, "terminal": [r for r in truth["terminal"] if r["id"] not in exclude],
-            "active": [r for r in truth["active"] if r["id"] not in exclude]}  # fmt: skip
-    assert h.settled_by_status() == +final_status_counts(kept, h.boot)
-    created = sum(1 for r in kept["terminal"] + kept["active"] if not r.get("historical") and r["created_at"] > h.boot)
-    assert h.value("letta_runs_created_total") == created  # an excluded run is one the exporter cannot see
-
-
-BUSY = Scenario(seed=7, agents=4, runs_per_second=3.0, max_runs=240, history=40, duration_scale=1.0)
+from exporter.simulator import Scenario
+from tests.harness import BUSY, SETTINGS, Harness, assert_counts_match_truth, counted_truth
 
 
 def test_every_terminal_run_is_counted_exactly_once() -> None:
@@ -232,8 +111,9 @@ def test_backfill_counts_runs_created_within_the_window() -> None:
 
 
 def test_never_finishing_runs_are_stuck_then_expired_once() -> None:
-    zombies = Scenario(seed=5, runs_per_second=1.0, max_runs=10, completed=0, failed=0, cancelled=0, flip=0,
-                       zombie=1.0, lagging=0)  # fmt: skip
+    zombies = Scenario(
+        seed=5, runs_per_second=1.0, max_runs=10, completed=0, failed=0, cancelled=0, flip=0, zombie=1.0, lagging=0
+    )
     h = Harness(zombies)
     h.run_for(12)
     assert h.value("letta_runs_stuck", {"status": "created"}) + h.value("letta_runs_stuck", {"status": "running"}) == 0
@@ -248,8 +128,9 @@ def test_never_finishing_runs_are_stuck_then_expired_once() -> None:
 
 
 def test_cancelled_then_completed_runs_count_once_and_the_change_is_recorded() -> None:
-    flips = Scenario(seed=9, runs_per_second=2.0, max_runs=30, completed=0, failed=0, cancelled=0, flip=1.0,
-                     zombie=0, lagging=0)  # fmt: skip
+    flips = Scenario(
+        seed=9, runs_per_second=2.0, max_runs=30, completed=0, failed=0, cancelled=0, flip=1.0, zombie=0, lagging=0
+    )
     h = Harness(flips)
     h.run_for(120, every=0.5)
     assert sum(h.finished_by_status().values()) == 30
@@ -277,7 +158,7 @@ def test_a_run_that_ends_after_it_expired_is_moved_not_counted_again() -> None:
     """Expired young (expire_after shorter than the re-read window), then finished: the listing
     still shows it, and it must not look new."""
     h = Harness(
-        replace(BUSY, duration_scale=5.0, max_runs=60), settings=replace(SETTINGS, expire_after=3.0, stuck_after=1.0)
+        replace(BUSY, duration_scale=5.0, max_runs=60), settings=replace(SETTINGS, expire_after=3.0), stuck_after=1.0
     )
     h.run_for(120)
     assert sum(n for before, _, n in h.changes() if before == "expired") > 0
@@ -288,7 +169,7 @@ def test_a_status_that_lags_longer_than_finished_runs_are_kept_is_not_counted_ag
     """Letta lists a run as active (status running, stop reason end_turn) long after it ended; once
     the tracker has forgotten it, the active listing must not make it look new (found by fuzzing)."""
     lagging = replace(BUSY, lagging=0.5, zombie=0.05, duration_scale=20.0, max_runs=300)
-    h = Harness(lagging, settings=replace(SETTINGS, expire_after=250.0, stuck_after=100.0))
+    h = Harness(lagging, settings=replace(SETTINGS, expire_after=250.0), stuck_after=100.0)
     h.run_for(450)  # new runs move the watermark on, so lagging runs get forgotten while still listed
     assert any(r["outcome"] == "lagging" for r in counted_truth(h.sim.truth(), h.boot))
     assert_counts_match_truth(h)

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prometheus_client.exposition import generate_latest as text_format
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-from exporter.metrics import ExporterMetrics, Ledger
-from exporter.model import FinishedRun, Run, Step, StepMetrics
+from exporter.ledger import Ledger
+from exporter.letta.records import RUN, STEP, STEP_METRICS
+from exporter.lifecycle import Decisions
+from exporter.metrics import ExporterMetrics
+from exporter.model import FinishedRun
 from exporter.state import StateStore
-
-SAMPLES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
-
-
-def sample(name: str) -> object:
-    return json.loads((SAMPLES / name).read_text())
+from tests.samples import sample
 
 
 def finished_sample() -> FinishedRun:
-    listed = next(r for r in sample("runs_list.json") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")  # type: ignore[union-attr]
-    steps = tuple(Step.model_validate(s) for s in sample("run_steps.json"))  # type: ignore[union-attr]
-    timing = StepMetrics.model_validate(sample("step_metrics.json"))
-    return FinishedRun(
-        run=Run.model_validate(listed), status="completed", steps=steps, step_metrics={steps[0].id: timing}
-    )
+    listed = next(r for r in sample("runs_list") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")
+    steps = tuple(STEP(s) for s in sample("run_steps"))
+    timing = STEP_METRICS(sample("step_metrics"))
+    return FinishedRun(run=RUN(listed), status="completed", steps=steps, step_metrics={steps[0].id: timing})
 
 
 def test_series_exist_before_the_first_event() -> None:
@@ -63,7 +58,7 @@ def test_one_finished_run_adds_exactly_its_numbers() -> None:
 
 def test_ttft_is_observed_where_the_server_reports_it() -> None:
     m = ExporterMetrics()
-    run = Run.model_validate(
+    run = RUN(
         {
             "id": "run-1",
             "status": "completed",
@@ -94,7 +89,7 @@ def test_ledger_survives_a_restart_through_the_state_store(tmp_path: Path) -> No
     first.ledger.record(finished_sample())
     first.ledger.inc("letta_runs_created", (), 3)
     store = StateStore(path)
-    store.commit(watermark=1.0, upserts=[], deletes=[], series=first.ledger.take_dirty())
+    store.commit(Decisions(watermark=1.0), first.ledger.take_dirty(), exports=False)
     store.close()
     second = ExporterMetrics()
     second.ledger.restore(StateStore(path).load().series)

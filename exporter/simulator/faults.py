@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from exporter.model import parse_timestamp
+from exporter.letta.records import parse_timestamp
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -112,8 +112,11 @@ class TruncatedJson(_Counter):
         response = forward(request)
         n = self.tick(request)
         if n is not None and n % self.every == 0:
-            return httpx.Response(response.status_code, content=response.content[: len(response.content) // 2],
-                                  headers={"Content-Type": "application/json"})  # fmt: skip
+            return httpx.Response(
+                response.status_code,
+                content=response.content[: len(response.content) // 2],
+                headers={"Content-Type": "application/json"},
+            )
         return response
 
 
@@ -159,8 +162,11 @@ class RepeatedItems(_Counter):
         if self.tick(request) is None or request.url.path != "/v1/runs/" or response.status_code != 200:
             return response
         body = response.json()
-        return httpx.Response(200, content=json.dumps(body + body[: len(body) // 2]).encode(),
-                              headers={"Content-Type": "application/json"})  # fmt: skip
+        return httpx.Response(
+            200,
+            content=json.dumps(body + body[: len(body) // 2]).encode(),
+            headers={"Content-Type": "application/json"},
+        )
 
 
 @dataclass

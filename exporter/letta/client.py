@@ -20,11 +20,13 @@ from urllib.parse import quote
 import httpx
 
 from exporter import __version__
-from exporter.model import parse_timestamp
+from exporter.letta.records import created_at
+from exporter.types import ProblemKind
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 DATE_RESOLUTION = 2.0  # seconds: `Date` has whole seconds, plus latency; smaller offsets are noise
+_PROJECT_ID = re.compile(r"^(project-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 MAX_CLOCK_OFFSET = 86400.0  # a `Date` further off than this is a broken header, not a clock
 
 
@@ -33,7 +35,7 @@ class Observer(Protocol):
 
     def api_request(self, endpoint: str, code: str, seconds: float) -> None: ...
 
-    def problem(self, kind: str, context: str) -> None: ...
+    def problem(self, kind: ProblemKind, context: str) -> None: ...
 
 
 class LettaError(Exception):
@@ -67,7 +69,9 @@ class LettaClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if project:
-            headers["X-Project"] = project
+            headers["X-Project"] = project  # a slug (Letta Cloud); an id goes in X-Project-Id too
+            if _PROJECT_ID.match(project):
+                headers["X-Project-Id"] = project
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self._observer = observer
         self._secret = api_key
@@ -180,7 +184,7 @@ class LettaClient:
             page = older
 
     async def _older_page(self, params: dict[str, Any], last: dict[str, Any], seen: set[str]) -> list[Any] | None:
-        last_created = _created(last)
+        last_created = created_at(last)
         candidates = [self._older_cursor] if self._older_cursor else ["before", "after"]
         for cursor in candidates:
             assert cursor is not None
@@ -190,7 +194,7 @@ class LettaClient:
                 if self._older_cursor or cursor == "after":
                     return []
                 continue  # an empty page says nothing about direction; try the other cursor
-            created = [c for c in (_created(item) for item in items) if c is not None]
+            created = [c for c in (created_at(item) for item in items) if c is not None]
             older = bool(created) and last_created is not None and max(created) <= last_created
             if older and any(_id(item) not in seen for item in items):
                 self._older_cursor = cursor
@@ -268,14 +272,6 @@ def _segment(value: str) -> str:
 
 def _id(item: dict[str, Any]) -> str:
     return str(item.get("id"))
-
-
-def _created(item: dict[str, Any]) -> float | None:
-    try:
-        created = parse_timestamp(item.get("created_at"))
-    except ValueError:
-        return None
-    return created.timestamp() if created else None
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

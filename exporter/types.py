@@ -1,0 +1,92 @@
+"""The names the exporter's pieces share: bounded vocabularies as `Literal`s, and the clock seam.
+
+Every label value that reaches `/metrics` comes from one of these vocabularies (or is capped), so
+their tuples double as the values to pre-initialise. The stop reasons are Letta's; the other
+runtimes map their own endings onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, Protocol, get_args
+
+OTHER: Final = "other"  # an unknown value of a bounded vocabulary, or a label folded by a series cap
+NONE: Final = "none"  # a label whose value is absent
+
+ActiveStatus = Literal["created", "running", "pending", "other"]  # "other": unknown, never an outcome
+TerminalStatus = Literal["completed", "failed", "cancelled", "expired"]
+RunStatus = ActiveStatus | TerminalStatus
+ACTIVE_STATUSES: tuple[ActiveStatus, ...] = get_args(ActiveStatus)
+TERMINAL_STATUSES: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
+
+StepStatus = Literal["pending", "success", "failed", "cancelled", "other"]
+STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
+
+StopReason = Literal[
+    "end_turn",
+    "max_steps",
+    "tool_rule",
+    "requires_approval",
+    "error",
+    "invalid_tool_call",
+    "no_tool_call",
+    "invalid_llm_response",
+    "llm_api_error",
+    "max_tokens_exceeded",
+    "context_window_overflow_in_system_prompt",
+    "insufficient_credits",
+    "cancelled",
+    "other",
+]
+# The run status each stop reason implies: StopReasonType.run_status of Letta 0.16.8 (docs/letta-api.md §4.1).
+STOP_REASON_STATUS: dict[str, TerminalStatus] = {
+    "end_turn": "completed",
+    "max_steps": "completed",
+    "tool_rule": "completed",
+    "requires_approval": "completed",  # paused for a human's approval, not a success: see the dashboards
+    "error": "failed",
+    "invalid_tool_call": "failed",
+    "no_tool_call": "failed",
+    "invalid_llm_response": "failed",
+    "llm_api_error": "failed",
+    "max_tokens_exceeded": "failed",
+    "context_window_overflow_in_system_prompt": "failed",
+    "insufficient_credits": "failed",
+    "cancelled": "cancelled",
+}
+STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
+
+Phase = Literal["active", "done", "expired"]
+"""Where a known run is in the lifecycle: `active` (tracked, not yet counted), `done` (counted, or
+seen finished before counting began; kept for de-duplication and re-checks), `expired` (counted as
+expired while its source still shows it active)."""
+
+TokenType = Literal["input", "output", "cached_input", "cache_write", "reasoning"]
+TOKEN_TYPES: tuple[TokenType, ...] = get_args(TokenType)
+
+StepPhase = Literal["llm_request", "tool_execution", "step"]
+STEP_PHASES: tuple[StepPhase, ...] = get_args(StepPhase)
+
+ProblemKind = Literal[
+    "invalid_run",
+    "invalid_step",
+    "invalid_metrics",
+    "unknown_run_status",
+    "unknown_step_status",
+    "unknown_stop_reason",
+    "missing_run_status",
+    "invalid_trace_id",
+    "malformed_json",
+    "not_a_list",
+    "not_an_object",
+    "cursor_not_advancing",
+    "run_not_found",
+    "future_timestamp",
+]
+"""What can be wrong with an answer or a record: the `kind` of `letta_exporter_parse_errors_total`."""
+PROBLEM_KINDS: tuple[ProblemKind, ...] = get_args(ProblemKind)
+
+
+class Clock(Protocol):
+    """Seconds since the epoch; injected everywhere time matters, so tests drive a fake one."""
+
+    def __call__(self) -> float: ...

@@ -35,7 +35,6 @@ def letta_settings(settings: Settings, spans: bool) -> LettaSettings:
         backfill=settings.backfill,
         max_catchup=settings.max_catchup,
         step_timings=settings.step_timings,
-        concurrency=settings.concurrency,
         first_recheck=settings.poll_interval,
         agent_names=spans,
     )
@@ -50,13 +49,23 @@ def letta_loop(
     stuck_after: float = 900.0,
     spans: SpanDelivery | None = None,
     clock: Clock = time.time,
+    on_checkpoint: Callable[[], None] = lambda: None,
 ) -> PollLoop:
     """The poll loop over Letta, resumed from the state file: its runs, watermark and counter values."""
     saved = store.load()
     metrics.ledger.restore(saved.series)
     lifecycle = RunLifecycle(saved.runs, saved.watermark)
     poller = LettaPoller(client, lifecycle, metrics, settings, clock=clock)
-    return PollLoop(poller, lifecycle, store, metrics, stuck_after=stuck_after, spans=spans, clock=clock)
+    return PollLoop(
+        poller,
+        lifecycle,
+        store,
+        metrics,
+        stuck_after=stuck_after,
+        spans=spans,
+        clock=clock,
+        on_checkpoint=on_checkpoint,
+    )
 
 
 def make_client(
@@ -70,6 +79,7 @@ def make_client(
         timeout=settings.request_timeout,
         max_backoff=min(30.0, settings.poll_interval),
         transport=transport,
+        max_concurrency=settings.max_concurrency,
     )
 
 
@@ -87,17 +97,14 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     delivery = None
     if span_exporter is not None:
         delivery = SpanDelivery(
-            span_exporter, store, metrics, default_resource(), max_queued_runs=settings.otlp_queue_size
+            span_exporter,
+            store,
+            metrics,
+            default_resource(),
+            max_queued_runs=settings.otlp_queue_size,
+            max_pending_runs=settings.otlp_max_pending,
         )
         delivery.start()
-    poll_loop = letta_loop(
-        client,
-        store,
-        metrics,
-        letta_settings(settings, spans=delivery is not None),
-        stuck_after=settings.stuck_after,
-        spans=delivery,
-    )
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
@@ -105,6 +112,15 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         metrics.registry, status, settings.letta_url, host, port, web=web, snapshot_max_age=snapshot_max_age
     )
     server.start()
+    poll_loop = letta_loop(
+        client,
+        store,
+        metrics,
+        letta_settings(settings, spans=delivery is not None),
+        stuck_after=settings.stuck_after,
+        spans=delivery,
+        on_checkpoint=server.publish,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

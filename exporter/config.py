@@ -138,9 +138,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_catchup", _positive(parse_duration), "24h", "after a restart, read back at most this far"),
     Option("step_timings", parse_bool, "true", "fetch /v1/steps/{id}/metrics (one request per step)"),
     Option("request_timeout", _positive(parse_duration), "10s", "timeout of one request to Letta"),
-    Option("concurrency", _positive_int, "4", "finished runs whose details are fetched at once"),
+    Option(
+        "max_concurrency",
+        _positive_int,
+        "64",
+        "most requests to Letta in flight; below it the limit adapts to Letta's latency, 429s and 5xx",
+    ),
     Option("page_size", _positive_int, "100", "runs per list request (Letta allows 1..1000)"),
-    Option("otlp_queue_size", _positive_int, "2048", "finished runs whose spans may wait for the collector"),
+    Option("otlp_queue_size", _positive_int, "2048", "finished runs whose spans wait for the collector in memory"),
+    Option(
+        "otlp_max_pending",
+        _positive_int,
+        "50000",
+        "finished runs whose spans may wait in the state file through a collector outage (then the oldest drop)",
+    ),
     Option("log_level", _choice("debug", "info", "warning", "error"), "info", "log level"),
     Option("log_format", _choice("auto", "json", "text"), "auto", "auto = JSON when stderr is not a TTY"),
 )
@@ -163,9 +174,10 @@ class Settings:
     max_catchup: float
     step_timings: bool
     request_timeout: float
-    concurrency: int
+    max_concurrency: int
     page_size: int
     otlp_queue_size: int
+    otlp_max_pending: int
     log_level: str
     log_format: str
 

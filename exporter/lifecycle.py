@@ -16,7 +16,7 @@ from exporter.model import FinishedRun, Run
 from exporter.types import TERMINAL_STATUSES, Phase, RunStatus, TerminalStatus
 
 
-@dataclass
+@dataclass(slots=True)
 class RunRecord:
     """A known run, as the state file keeps it (see `Phase` for what `phase` means)."""
 

@@ -3,13 +3,15 @@
 The order is what makes counting exactly-once: the ledger counts the poll's decisions, the state
 store commits run marks, counter values and pending span exports in one transaction, and only
 then are the finished runs handed to span delivery — a crash at any point loses nothing and
-counts nothing twice. A poll that fails or is cancelled half-way commits what it decided.
+counts nothing twice. A poll that fails or is cancelled half-way commits what it decided; one
+that reads a backlog commits chunk by chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from exporter.lifecycle import RunLifecycle
@@ -24,8 +26,10 @@ log = logging.getLogger(__name__)
 class Source(Protocol):
     """Where runs come from (the Letta poller): reports what it sees to the lifecycle it was given."""
 
-    async def poll(self) -> str | None:
-        """Read the source once; None when it was reached and understood, else what failed."""
+    async def poll(self, checkpoint: Callable[[], None]) -> str | None:
+        """Read the source once; None when it was reached and understood, else what failed.
+        `checkpoint()` commits what was decided so far: a source reading a backlog calls it
+        between bounded chunks."""
         ...
 
     def now(self) -> float:
@@ -44,6 +48,7 @@ class PollLoop:
         stuck_after: float = 900.0,
         spans: SpanDelivery | None = None,
         clock: Clock = time.time,
+        on_checkpoint: Callable[[], None] = lambda: None,
     ) -> None:
         self.source = source
         self.lifecycle = lifecycle
@@ -52,6 +57,7 @@ class PollLoop:
         self._stuck_after = stuck_after
         self._spans = spans
         self._clock = clock
+        self._on_checkpoint = on_checkpoint  # e.g. publish /metrics: a long backlog shows its progress
         self.last_error: str | None = None
         self._publish_gauges()
 
@@ -59,7 +65,7 @@ class PollLoop:
         """One poll; True when the source was reached and understood. Never raises for its faults."""
         started = time.perf_counter()
         try:
-            error = await self.source.poll()
+            error = await self.source.poll(self._checkpoint)
         finally:
             self._commit()
             self._publish_gauges()
@@ -75,6 +81,11 @@ class PollLoop:
         self.last_error = None
         log.debug("poll done", extra={"tracked": len(self.lifecycle.runs), "seconds": time.perf_counter() - started})
         return True
+
+    def _checkpoint(self) -> None:
+        self._commit()
+        self._publish_gauges()
+        self._on_checkpoint()
 
     def _commit(self) -> None:
         decisions = self.lifecycle.take()

@@ -3,9 +3,11 @@
 The poll loop persists each counted run's `FinishedRun` as a pending export in the same transaction
 that counts it, and only then hands it here. A background thread builds the spans, exports them
 through the SDK's OTLP exporter and deletes the pending row once the collector confirmed them.
-A crash therefore re-sends at most the batch in flight (with identical ids) and loses nothing; a
-collector outage holds at most `max_queued_runs` runs — beyond that new runs are dropped and
-their spans counted in `letta_exporter_spans_dropped_total`.
+A crash therefore re-sends at most the batch in flight (with identical ids) and loses nothing.
+Memory holds at most `max_queued_runs` runs: a burst beyond that (a backfill, a catch-up) waits in
+the state file, which already holds it, and is read back oldest first as the queue drains — a
+healthy collector loses nothing. Only an outage that leaves more than `max_pending_runs` waiting
+drops the oldest, counted in `letta_exporter_spans_dropped_total`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class SpanDelivery:
         resource: Resource,
         *,
         max_queued_runs: int = 2048,
+        max_pending_runs: int = 50_000,
         batch_runs: int = 64,
         retry_delays: tuple[float, float] = (0.5, 30.0),
     ) -> None:
@@ -74,6 +77,8 @@ class SpanDelivery:
         self._metrics = metrics
         self._resource = resource
         self._max_queued = max_queued_runs
+        self._max_pending = max_pending_runs
+        self._backlog = False  # runs beyond the queue wait in the state file
         self._batch_runs = batch_runs
         self._retry_delays = retry_delays
         self._queue: deque[FinishedRun] = deque()
@@ -85,30 +90,20 @@ class SpanDelivery:
 
     def start(self) -> None:
         """Resume what a previous process had counted but not delivered, then deliver as it comes."""
-        self.submit([FinishedRun.model_validate_json(payload) for payload in self._store.pending_exports()])
+        self._backlog = True
+        self._idle.clear()
         self._thread.start()
 
     def submit(self, runs: list[FinishedRun]) -> None:
-        """Queue runs whose pending export is already committed; drop (and count) past the bound."""
-        dropped: list[FinishedRun] = []
+        """Queue runs whose pending export is already committed; past the bound they wait there."""
         with self._lock:
-            for finished in runs:
-                if len(self._queue) < self._max_queued:
-                    self._queue.append(finished)
-                else:
-                    dropped.append(finished)
-            if self._queue:
+            if not self._backlog and len(self._queue) + len(runs) <= self._max_queued:
+                self._queue.extend(runs)
+            elif runs:
+                self._backlog = True  # read back from the state file, in order, as the queue drains
+            if self._queue or self._backlog:
                 self._idle.clear()
             self._lock.notify()
-        if dropped:
-            spans = sum(len(build_spans(f, self._resource)) for f in dropped)
-            self._metrics.spans_dropped.inc(spans)
-            self._store.forget_exports([f.run.id for f in dropped])
-            log.warning(
-                "span queue full: dropped runs' spans (the collector is down or slow, or one poll finished "
-                "more runs than --otlp-queue-size holds, as a backfill can)",
-                extra={"runs": len(dropped), "spans": spans, "queue_bound": self._max_queued},
-            )
 
     @property
     def queued(self) -> int:
@@ -134,8 +129,12 @@ class SpanDelivery:
         while not self._stopping.is_set():
             with self._lock:
                 while not self._queue and not self._stopping.is_set():
+                    if self._backlog:
+                        break
                     self._idle.set()
                     self._lock.wait()
+                if not self._queue and self._backlog:
+                    self._refill()  # under the lock: a submit now waits, and finds the backlog flag right
                 batch = [self._queue[i] for i in range(min(self._batch_runs, len(self._queue)))]
             if not batch:
                 continue
@@ -158,5 +157,27 @@ class SpanDelivery:
             failures += 1
             if failures == 1:
                 log.warning("span export failed; retrying with backoff", extra={"queued_runs": self.queued})
+            self._trim()
             low, high = self._retry_delays
             self._stopping.wait(min(high, low * 2 ** min(failures - 1, 16)))
+
+    def _refill(self) -> None:
+        """The queue is empty: read the oldest waiting runs back from the state file."""
+        payloads = self._store.pending_exports(self._max_queued)
+        self._queue.extend(FinishedRun.model_validate_json(payload) for payload in payloads)
+        self._backlog = len(payloads) == self._max_queued  # fewer: nothing else waits
+
+    def _trim(self) -> None:
+        """Bound the state file through an outage (only then: a burst to a healthy collector
+        waits, however large): drop and count the oldest waiting runs past `max_pending_runs`,
+        sparing those queued in memory (the oldest: they go first)."""
+        dropped = [FinishedRun.model_validate_json(p) for p in self._store.trim_exports(self._max_pending, self.queued)]
+        if not dropped:
+            return
+        spans = sum(len(build_spans(f, self._resource)) for f in dropped)
+        self._metrics.spans_dropped.inc(spans)
+        log.warning(
+            "span backlog full: dropped the oldest waiting runs' spans (the collector has been down or slow "
+            "for longer than --otlp-max-pending runs take to finish)",
+            extra={"runs": len(dropped), "spans": spans, "bound": self._max_pending},
+        )

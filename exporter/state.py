@@ -125,10 +125,25 @@ class StateStore:
                 db.execute("ROLLBACK")
                 raise
 
-    def pending_exports(self) -> list[str]:
-        """Runs counted but whose spans were not confirmed delivered, oldest first."""
+    def pending_exports(self, limit: int) -> list[str]:
+        """The oldest `limit` runs counted but whose spans were not confirmed delivered."""
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT payload FROM exports ORDER BY rowid")]
+            query = "SELECT payload FROM exports ORDER BY rowid LIMIT ?"
+            return [row[0] for row in self._db.execute(query, (limit,))]
+
+    def trim_exports(self, keep: int, skip: int) -> list[str]:
+        """Drop the oldest pending exports beyond `keep`, sparing the first `skip` (in delivery);
+        returns the dropped payloads. What bounds the state file through a collector outage."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM exports").fetchone()
+            if count <= keep:
+                return []
+            query = "SELECT rowid, payload FROM exports ORDER BY rowid LIMIT ? OFFSET ?"
+            rows = self._db.execute(query, (count - keep, skip)).fetchall()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM exports WHERE rowid = ?", [(rowid,) for rowid, _ in rows])
+            self._db.execute("COMMIT")
+            return [payload for _, payload in rows]
 
     def forget_exports(self, run_ids: Iterable[str]) -> None:
         with self._lock:

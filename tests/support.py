@@ -189,6 +189,17 @@ def settled(sim_url: str, exporter_url: str, runs: int) -> bool:
     )
 
 
+def spans_exported_caught_up(url: str, arrived: int) -> Samples:
+    """/metrics once it counts `arrived` spans exported: it is published after each poll, and
+    delivery confirms spans in between."""
+
+    def caught_up() -> Samples | None:
+        samples = scrape(url)
+        return samples if samples[("letta_exporter_spans_exported_total", ())] == arrived else None
+
+    return wait_until(caught_up, what="letta_exporter_spans_exported_total to match what arrived")
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (for servers that cannot report their own)."""
     with socket.socket() as s:

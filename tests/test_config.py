@@ -82,7 +82,7 @@ def test_sdk_api_key_variable_is_honoured_and_never_shown() -> None:
         (["--log-level", "loud"], {}, "--log-level"),
         (["--stuck-after", "2h", "--expire-after", "1h"], {}, "--expire-after must be longer than --stuck-after"),
         (["--page-size", "5000"], {}, "at most 1000"),
-        (["--concurrency", "0"], {}, "--concurrency"),
+        (["--max-concurrency", "0"], {}, "--max-concurrency"),
         ([], {"LETTA_EXPORTER_STEP_TIMINGS": "maybe"}, "--step-timings"),
     ],
 )

@@ -351,7 +351,6 @@ LETTA_SETTINGS = st.builds(
     page_size=st.sampled_from([1, 2, 3, 100]),
     backfill=st.sampled_from([0.0, 600.0]),
     step_timings=st.booleans(),
-    concurrency=st.sampled_from([1, 4]),
     detail_attempts=st.sampled_from([1, 3]),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from exporter.letta import LettaClient, LettaError
 from exporter.metrics import ExporterMetrics
+from exporter.simulator.clock import FakeClock
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -20,12 +22,20 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def make(handler: Handler, **kwargs: Any) -> tuple[LettaClient, ExporterMetrics, list[float]]:
     metrics = ExporterMetrics()
     delays: list[float] = []
+    clock = FakeClock(time.time())  # moved by the sleeps: a Retry-After has passed once slept
 
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
+        clock.now += seconds
 
     client = LettaClient(
-        "http://letta.test", metrics, transport=httpx.MockTransport(handler), sleep=sleep, jitter=lambda: 1.0, **kwargs
+        "http://letta.test",
+        metrics,
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+        jitter=lambda: 1.0,
+        clock=clock,
+        **kwargs,
     )
     return client, metrics, delays
 

@@ -17,10 +17,10 @@ from tests.otlp_receiver import ReceivedSpan, Receiver
 from tests.support import (
     FAST,
     Process,
-    Samples,
     free_port,
     scrape,
     settled,
+    spans_exported_caught_up,
     start_exporter,
     start_simulator,
     total,
@@ -53,17 +53,6 @@ def run_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
     return {str(s.attributes["letta.run.id"]): s for s in spans if is_run_span(s)}
 
 
-def exported_counter_caught_up(url: str, receiver: Receiver) -> Samples:
-    """/metrics once it shows every span the receiver got: it is published after each poll, and
-    delivery confirms spans in between."""
-
-    def caught_up() -> Samples | None:
-        samples = scrape(url)
-        return samples if samples[("letta_exporter_spans_exported_total", ())] == len(receiver.snapshot()) else None
-
-    return wait_until(caught_up, what="letta_exporter_spans_exported_total to match what arrived")
-
-
 def ready(url: str) -> bool:
     return httpx.get(f"{url}/readyz").status_code == 200
 
@@ -83,7 +72,7 @@ def test_every_counted_run_arrives_as_one_trace_fragment_in_lettas_trace(receive
         try:
             wait_until(lambda: counted_runs(url) == 60, timeout=60, what="60 counted runs")
             wait_until(lambda: len(run_spans(receiver.snapshot())) == 60, timeout=30, what="60 run spans")
-            samples = exported_counter_caught_up(url, receiver)
+            samples = spans_exported_caught_up(url, len(receiver.snapshot()))
         finally:
             assert exporter.stop() == 0
     finally:
@@ -126,28 +115,36 @@ def test_trace_ids_equal_the_steps_trace_ids(receiver: Receiver) -> None:
         sim.stop()
 
 
-def test_a_collector_outage_loses_nothing_within_the_queue_bound_and_counts_the_rest(receiver: Receiver) -> None:
+def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_the_rest(receiver: Receiver) -> None:
+    """Ten runs wait in memory, twenty more in the state file; past thirty the oldest waiting drop."""
     port = free_port()  # the collector is down at first
     sim, sim_url = start_simulator(
         "--seed", "33", "--runs-per-second", "20", "--max-runs", "50", "--duration-scale", "0.05"
     )
     try:
         exporter, url = start_exporter_with_otlp(
-            sim_url, otlp_env("grpc", port), "--state-path", ":memory:", "--otlp-queue-size", "30"
+            sim_url,
+            otlp_env("grpc", port),
+            *("--state-path", ":memory:", "--otlp-queue-size", "10", "--otlp-max-pending", "30"),
         )
         try:
             wait_until(lambda: counted_runs(url) == 50, timeout=60, what="all runs counted during the outage")
+            wait_until(
+                lambda: scrape(url)[("letta_exporter_spans_dropped_total", ())] > 0,
+                timeout=60,
+                what="the runs past the bound dropped while the collector is down",
+            )
             dropped = scrape(url)[("letta_exporter_spans_dropped_total", ())]
-            assert dropped > 0 and receiver.snapshot() == []
+            assert receiver.snapshot() == []
             receiver.start_grpc(port)  # the collector comes back
-            wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="the queued runs")
-            samples = exported_counter_caught_up(url, receiver)
+            wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="the waiting runs")
+            samples = spans_exported_caught_up(url, len(receiver.snapshot()))
         finally:
             exporter.stop()
     finally:
         sim.stop()
     spans = receiver.snapshot()
-    assert len(run_spans(spans)) == 30  # exactly the queue bound
+    assert len(run_spans(spans)) == 30  # exactly the bound
     assert samples[("letta_exporter_spans_exported_total", ())] == len(spans)
     assert samples[("letta_exporter_spans_dropped_total", ())] == dropped
 

@@ -211,28 +211,50 @@ def commit_pending(store: StateStore, finished: list[FinishedRun]) -> None:
     store.commit(Decisions(finished=finished), series=[], exports=True)
 
 
-def test_delivery_survives_an_outage_within_its_bound_and_counts_what_it_drops(tmp_path: Path) -> None:
+def delivered_run_ids(exporter: Flaky) -> list[str]:
+    return [
+        str(s.attributes["letta.run.id"]) for s in exporter.accepted if s.attributes and s.name.startswith("invoke")
+    ]
+
+
+def test_a_burst_beyond_the_queue_waits_in_the_state_file_and_is_delivered_in_order(tmp_path: Path) -> None:
     store, metrics, exporter = StateStore(str(tmp_path / "s.db")), ExporterMetrics(), Flaky()
-    delivery = SpanDelivery(exporter, store, metrics, RESOURCE, max_queued_runs=5, retry_delays=(0.01, 0.02))
+    delivery = SpanDelivery(exporter, store, metrics, RESOURCE, max_queued_runs=5, batch_runs=2)
+    delivery.start()
+    assert delivery.wait_idle(10)
+    for chunk in (runs(40)[i : i + 8] for i in range(0, 40, 8)):  # a backfill committing chunk by chunk
+        commit_pending(store, chunk)
+        delivery.submit(chunk)
+        assert delivery.queued <= 5  # memory holds the queue's bound, the rest waits on disk
+    assert delivery.wait_idle(10)
+    delivery.close()
+    assert delivered_run_ids(exporter) == [f"run-{i}" for i in range(40)]  # each once, oldest first
+    assert metrics.registry.get_sample_value("letta_exporter_spans_dropped_total") == 0
+    assert metrics.registry.get_sample_value("letta_exporter_spans_exported_total") == 40 * 4
+    assert store.pending_exports(100) == []
+
+
+def test_an_outage_longer_than_the_bound_drops_the_oldest_waiting_runs_and_counts_them(tmp_path: Path) -> None:
+    store, metrics, exporter = StateStore(str(tmp_path / "s.db")), ExporterMetrics(), Flaky()
+    delivery = SpanDelivery(
+        exporter, store, metrics, RESOURCE, max_queued_runs=3, max_pending_runs=10, retry_delays=(0.01, 0.02)
+    )
     exporter.down.set()
     delivery.start()
-    batch = runs(8)
+    batch = runs(16)
     commit_pending(store, batch)
     delivery.submit(batch)
-    assert delivery.queued == 5
-    assert metrics.registry.get_sample_value("letta_exporter_spans_dropped_total") == 3 * 4
-    assert len(store.pending_exports()) == 5  # the dropped ones are not resurrected after a restart
     wait_until(lambda: exporter.attempts >= 3, timeout=10, what="retries while the collector is down")
-    assert exporter.accepted == [] and delivery.queued == 5
+    assert exporter.accepted == [] and delivery.queued == 3
+    assert len(store.pending_exports(100)) == 10  # disk bounded too
+    assert metrics.registry.get_sample_value("letta_exporter_spans_dropped_total") == 6 * 4
     exporter.down.clear()
     assert delivery.wait_idle(10)
     delivery.close()
-    run_ids = {
-        s.attributes["letta.run.id"] for s in exporter.accepted if s.attributes and "letta.run.id" in s.attributes
-    }
-    assert run_ids == {f"run-{i}" for i in range(5)}
-    assert metrics.registry.get_sample_value("letta_exporter_spans_exported_total") == 5 * 4
-    assert store.pending_exports() == []
+    # the queued (oldest) three were spared; runs 3-8 were dropped; the newest seven waited and went
+    assert delivered_run_ids(exporter) == [f"run-{i}" for i in (0, 1, 2, *range(9, 16))]
+    assert metrics.registry.get_sample_value("letta_exporter_spans_exported_total") == 10 * 4
+    assert store.pending_exports(100) == []
 
 
 def test_pending_exports_are_delivered_by_the_next_process(tmp_path: Path) -> None:

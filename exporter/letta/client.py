@@ -1,4 +1,4 @@
-"""Async client for the Letta REST API: auth, retries, per-request telemetry and safe paging.
+"""Async client for the Letta REST API: auth, retries, adaptive concurrency, telemetry and safe paging.
 
 Only the endpoints the exporter needs are wrapped. Responses come back as raw JSON (lists of
 dicts); turning them into `model` objects is the caller's job so that one bad record never costs
@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from exporter import __version__
+from exporter.letta.limit import AdaptiveLimit
 from exporter.letta.records import created_at
 from exporter.types import ProblemKind
 
@@ -64,6 +65,7 @@ class LettaClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        max_concurrency: int = 64,
     ) -> None:
         headers = {"User-Agent": f"letta-exporter/{__version__}", "Accept": "application/json"}
         if api_key:
@@ -72,7 +74,11 @@ class LettaClient:
             headers["X-Project"] = project  # a slug (Letta Cloud); an id goes in X-Project-Id too
             if _PROJECT_ID.match(project):
                 headers["X-Project-Id"] = project
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        # as many kept-alive connections as requests in flight: no reconnecting under load
+        pool = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport, limits=pool
+        )
         self._observer = observer
         self._secret = api_key
         self._retries = retries
@@ -81,6 +87,7 @@ class LettaClient:
         self._sleep = sleep
         self._jitter = jitter
         self._clock = clock
+        self.limit = AdaptiveLimit(max_concurrency, clock=clock, sleep=sleep)
         self.clock_offset = 0.0  # Letta's clock minus ours: its timestamps are compared with "now"
         self._last_date: str | None = None
         # Which cursor parameter pages to older runs on this server (0.14+: before; 0.12-0.13: after).
@@ -93,37 +100,55 @@ class LettaClient:
         """GET `path` and decode JSON. `endpoint` is the route template used as a metric label."""
         attempt = 0
         while True:
-            started = time.perf_counter()
-            try:
-                response = await self._http.get(path, params=params)
-            except httpx.TimeoutException as exc:
-                self._observer.api_request(endpoint, "timeout", time.perf_counter() - started)
-                failure = LettaError(endpoint, "timeout", f"timed out ({type(exc).__name__})")
-                delay = self._delay(attempt, None)
-            except httpx.RequestError as exc:  # transport failures, undecodable bodies, redirect loops
-                self._observer.api_request(endpoint, "error", time.perf_counter() - started)
-                failure = LettaError(endpoint, "connection", f"{type(exc).__name__}: {exc}")
-                delay = self._delay(attempt, None)
-            else:
-                self._observer.api_request(endpoint, str(response.status_code), time.perf_counter() - started)
-                self._observe_date(response.headers.get("Date"))
-                if response.is_success:
-                    try:
-                        return _json(response)
-                    except ValueError:
-                        raise LettaError(
-                            endpoint, "malformed_json", "response is not valid JSON", response.status_code
-                        ) from None
-                failure = LettaError(
-                    endpoint, f"http_{response.status_code}", _describe(response, self._secret), response.status_code
-                )
-                if response.status_code not in RETRY_STATUSES:
-                    raise failure
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
+            async with self.limit.slot():
+                body, failure, retry_after = await self._attempt(endpoint, path, params)
+            if failure is None:
+                return body
+            delay = self._delay(attempt, retry_after)
             if attempt >= self._retries or delay is None:
                 raise failure
             attempt += 1
             await self._sleep(delay)
+
+    async def _attempt(
+        self, endpoint: str, path: str, params: dict[str, Any] | None
+    ) -> tuple[Any, LettaError | None, str | None]:
+        """One request: its decoded body, or a failure worth retrying with its `Retry-After`. A
+        failure not worth retrying raises. What the answer says about load goes to the limit."""
+        started = time.perf_counter()
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            seconds = time.perf_counter() - started
+            self._observer.api_request(endpoint, "timeout", seconds)
+            self.limit.overloaded(seconds)
+            return None, LettaError(endpoint, "timeout", f"timed out ({type(exc).__name__})"), None
+        except httpx.RequestError as exc:  # transport failures, undecodable bodies, redirect loops
+            seconds = time.perf_counter() - started
+            self._observer.api_request(endpoint, "error", seconds)
+            self.limit.overloaded(seconds)
+            return None, LettaError(endpoint, "connection", f"{type(exc).__name__}: {exc}"), None
+        seconds = time.perf_counter() - started
+        self._observer.api_request(endpoint, str(response.status_code), seconds)
+        self._observe_date(response.headers.get("Date"))
+        if response.is_success:
+            self.limit.succeeded(seconds)
+            try:
+                return _json(response), None, None
+            except ValueError:
+                raise LettaError(
+                    endpoint, "malformed_json", "response is not valid JSON", response.status_code
+                ) from None
+        failure = LettaError(
+            endpoint, f"http_{response.status_code}", _describe(response, self._secret), response.status_code
+        )
+        if response.status_code not in RETRY_STATUSES:
+            raise failure
+        retry_after = response.headers.get("Retry-After")
+        hinted = _retry_after_seconds(retry_after)
+        pause = None if hinted is None else min(hinted, self._max_backoff)
+        self.limit.overloaded(seconds, pause, rate_limited=response.status_code == 429)
+        return None, failure, retry_after
 
     def _observe_date(self, value: str | None) -> None:
         """Letta's clock from its `Date` header, parsed when the header changes (once a second)."""

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -51,7 +51,7 @@ class LettaSettings:
     backfill: float = 0.0
     max_catchup: float = 86400.0
     step_timings: bool = True
-    concurrency: int = 4
+    commit_every: int = 1000  # new runs per chunk: a backlog is fetched and committed chunk by chunk
     recheck_window: float = 300.0
     first_recheck: float = 15.0
     detail_attempts: int = 3
@@ -72,9 +72,11 @@ class LettaPoller:
         self._metrics = metrics
         self._problems = ProblemLog(metrics)
         self._read = records.Reading(self._problems)
-        self._details = RunDetails(client, self._read, settings.step_timings, settings.concurrency, clock)
+        self._details = RunDetails(client, self._read, settings.step_timings, clock)
         self._settings = settings
         self._clock = clock
+        self._checkpoint: Callable[[], None] = lambda: None
+        self._taken = 0  # new runs taken this poll
 
     @property
     def bootstrapped(self) -> bool:
@@ -85,9 +87,11 @@ class LettaPoller:
         """Now on Letta's clock, which its timestamps (ages, stuck, expiry, backfill) are measured by."""
         return self._clock() + self._client.clock_offset
 
-    async def poll(self) -> str | None:
+    async def poll(self, checkpoint: Callable[[], None]) -> str | None:
         """One poll; None when Letta was reached and understood, else what failed. Never raises
-        for Letta's faults; what it found before a failure is kept."""
+        for Letta's faults; what it found before a failure is kept. `checkpoint` commits what
+        the lifecycle decided so far (between chunks of a backlog)."""
+        self._checkpoint, self._taken = checkpoint, 0
         try:
             seen: frozenset[str] = frozenset()
             if self._runs.watermark is None:
@@ -112,7 +116,9 @@ class LettaPoller:
     # -- the four steps ---------------------------------------------------------------------------
 
     async def _bootstrap(self) -> None:
-        """First start: remember what exists without counting it, except inside --backfill."""
+        """First start: remember what exists without counting it, except inside --backfill. A
+        backfill is taken and committed chunk by chunk; a bootstrap cut short (a kill) is redone
+        next time without the runs it already took."""
         backfill_floor = self.now() - self._settings.backfill if self._settings.backfill > 0 else None
         newest: float | None = None
         new: list[Run] = []
@@ -124,17 +130,19 @@ class LettaPoller:
                 newest = created if newest is None else newest
                 if created < newest - VISIBILITY_WINDOW and (backfill_floor is None or created < backfill_floor):
                     break
+                if str(raw.get("id")) in self._runs.runs:
+                    continue
                 run = self._read(records.RUN, raw)
                 if run is None:
                     continue
                 if backfill_floor is not None and created >= backfill_floor:
-                    new.append(run)
+                    await self._collect(new, run)
                 else:
                     self._runs.remember(run)
-        counted = {run.id for run in new}
+        pending = {run.id for run in new}  # the last chunk, not taken yet
         async with self._crawl(active=True) as runs:
             async for raw in runs:
-                if str(raw.get("id")) in self._runs.runs or str(raw.get("id")) in counted:
+                if str(raw.get("id")) in self._runs.runs or str(raw.get("id")) in pending:
                     continue
                 run = self._read(records.RUN, raw)
                 if run is None:
@@ -151,8 +159,21 @@ class LettaPoller:
         self._runs.watermark = newest if newest is not None else 0.0
         log.info(
             "started tracking",
-            extra={"active_runs": sum(r.phase == "active" for r in self._runs.runs.values()), "backfilled": len(new)},
+            extra={
+                "active_runs": sum(r.phase == "active" for r in self._runs.runs.values()),
+                "backfilled": self._taken,
+            },
         )
+
+    async def _collect(self, new: list[Run], run: Run) -> None:
+        """A new run found while crawling. A backlog (a backfill, a catch-up after downtime) is
+        taken and committed every `commit_every` runs, so memory does not grow with it and a kill
+        loses at most one chunk; the watermark moves only once the whole crawl is done."""
+        new.append(run)
+        if len(new) >= self._settings.commit_every:
+            await self._take_new(new)
+            new.clear()
+            self._checkpoint()
 
     async def _discover(self) -> frozenset[str]:
         """New runs since the watermark. The same listing shows the tracked runs created in the
@@ -180,7 +201,7 @@ class LettaPoller:
                 if run is None:
                     continue
                 if record is None:
-                    new.append(run)
+                    await self._collect(new, run)
                 elif record.phase == "active":
                     seen[run.id] = run
                 else:
@@ -275,6 +296,7 @@ class LettaPoller:
 
     async def _take_new(self, runs: list[Run]) -> None:
         """Runs seen for the first time: created, then finished or tracked."""
+        self._taken += len(runs)
         self._runs.created(runs)
         await self._finish([run for run in runs if run.terminal])
 

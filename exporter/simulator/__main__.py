@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-per-second", type=float, default=2.0)
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--history", type=int, default=0)
+    parser.add_argument("--history-span", type=float, default=3600.0, help="seconds the history is spread over")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every answer is held back (a WAN)")
     parser.add_argument("--duration-scale", type=float, default=1.0)
     parser.add_argument(
         "--ttft", type=float, default=0.0, help="fraction of runs reporting ttft_ns, as Letta <= 0.11 does (0.16: 0)"
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         runs_per_second=a.runs_per_second,
         max_runs=a.max_runs,
         history=a.history,
+        history_span_s=a.history_span,
         duration_scale=a.duration_scale,
         ttft=a.ttft,
         models=a.models,
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     injected: list[faults.Fault] = []
     if a.error_every:
         injected.append(faults.ErrorBursts(every=a.error_every, burst=1))
+    if a.latency:
+        injected.append(faults.Latency(a.latency))
     if a.slow_every:
         injected.append(faults.Slow(every=a.slow_every, seconds=a.slow_seconds))
     handle = faults.inject(sim.handle, *injected) if injected else None

@@ -88,6 +88,19 @@ class Unreachable:
 
 
 @dataclass
+class Latency:
+    """Every answer held back `seconds`: a Letta far away (Letta Cloud from another region). On the
+    real HTTP server each request waits in its own thread, so requests in flight overlap."""
+
+    seconds: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+        self.sleep(self.seconds)
+        return forward(request)
+
+
+@dataclass
 class Slow(_Counter):
     """Every `every`-th answer held back `seconds` (an overloaded server; beyond the client's timeout, a hang)."""
 

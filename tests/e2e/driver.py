@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from exporter.types import STOP_REASON_STATUS
 from tests.e2e.letta_server.stack import FAKE_MODEL, LettaStack
 from tests.support import wait_until
 
@@ -210,23 +211,6 @@ def all_runs(client: httpx.Client, modern: bool) -> list[dict[str, Any]]:
 def run_steps(client: httpx.Client, run_id: str) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = client.get(f"/runs/{run_id}/steps", params={"limit": 1000}).json()
     return steps
-
-
-STOP_REASON_STATUS = {
-    "end_turn": "completed",
-    "max_steps": "completed",
-    "tool_rule": "completed",
-    "requires_approval": "completed",
-    "error": "failed",
-    "invalid_tool_call": "failed",
-    "no_tool_call": "failed",
-    "invalid_llm_response": "failed",
-    "llm_api_error": "failed",
-    "max_tokens_exceeded": "failed",
-    "context_window_overflow_in_system_prompt": "failed",
-    "insufficient_credits": "failed",
-    "cancelled": "cancelled",
-}
 
 
 def _n(value: Any) -> int:

@@ -71,7 +71,7 @@ def all_options() -> Values:
             "max_catchup": "6h",
             "step_timings": False,
             "request_timeout": "5s",
-            "concurrency": 2,
+            "max_concurrency": 16,
             "page_size": 200,
             "log_level": "debug",
             "log_format": "json",

@@ -44,7 +44,7 @@ pictures: $(BIN)/.installed tools
 	$(BIN)/pip install --quiet -e '.[docs]'
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m docs.render_overview
 
-## bench: benchmarks (not part of the tests): one table of figures measured in the same run, also bench/results/latest.json (~7 min; BENCH_ARGS=--quick)
+## bench: benchmarks (not part of the tests): one table of figures measured in the same run, also bench/results/latest.json (~25 min; BENCH_ARGS=--quick)
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -3,7 +3,7 @@
 Every figure is a ratio or a value measured within this run; bench/FORMAT.md describes the JSON
 and how to compare runs. Progress goes to stderr.
 
-    python -m bench.run                       # the full suite (~6 min on 2 cores)
+    python -m bench.run                       # the full suite (~25 min on 2 cores; scale is ~18 of it)
     python -m bench.run --quick               # small histories, short windows: a smoke run, not comparable
     python -m bench.run --only ingest,cost    # some sections
     python -m bench.ingest --profile          # cProfile of the ingest hot path (not part of the suite)
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cost, freshness, ingest, memory, scrape
+from bench import cost, freshness, ingest, memory, scale, scrape
 from bench import spans as span_path
 from bench.common import ROOT, Figure, machine, progress
 
@@ -45,10 +45,12 @@ class Sizes:
     freshness_interval: float
     span_runs: int
     span_repeat: int
+    scale_backlogs: tuple[int, ...]
+    scale_latencies_ms: tuple[int, ...]
 
 
-FULL = Sizes(20_000, 2, 20_000, 20_000, 10_000, 30.0, 2, 20.0, 1.0, 3000, 5)
-QUICK = Sizes(2_000, 1, 2_000, 3_000, 10_000, 8.0, 2, 8.0, 1.0, 1000, 3)
+FULL = Sizes(20_000, 2, 20_000, 20_000, 10_000, 30.0, 2, 20.0, 1.0, 3000, 5, (1000, 20_000, 100_000), (0, 50, 100, 200))
+QUICK = Sizes(2_000, 1, 2_000, 3_000, 10_000, 8.0, 2, 8.0, 1.0, 1000, 3, (1000, 5000), (0, 100))
 
 
 def spans(runs: int, repeat: int) -> list[Figure]:
@@ -79,6 +81,7 @@ def sections(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
         "scrape": lambda: scrape.measure(sizes.scrape_series, sizes.scrape_seconds, sizes.scrape_scrapers),
         "freshness": lambda: freshness.measure(sizes.freshness_seconds, sizes.freshness_interval),
         "spans": lambda: spans(sizes.span_runs, sizes.span_repeat),
+        "scale": lambda: scale.measure(list(sizes.scale_backlogs), list(sizes.scale_latencies_ms)),
     }
 
 

@@ -68,7 +68,7 @@ echo "crd schemas: @kubernetes-models/prometheus-operator $(node -p "require('$c
 # pip download is quick when nothing changed; offline, an existing wheelhouse is kept.
 mkdir -p "$tools/wheels"
 if ! "$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-  --no-binary=letta-exporter --dest "$tools/wheels" "$root" "setuptools>=68" >/dev/null 2>&1; then
+  --no-binary=letta-exporter --dest "$tools/wheels" "$root" "setuptools>=77" >/dev/null 2>&1; then
   if ls "$tools"/wheels/*.whl >/dev/null 2>&1; then
     echo "install-tools: pip download failed; keeping the existing wheelhouse" >&2
   else

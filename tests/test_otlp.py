@@ -116,7 +116,8 @@ def test_trace_ids_equal_the_steps_trace_ids(receiver: Receiver) -> None:
 
 
 def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_the_rest(receiver: Receiver) -> None:
-    """Ten runs wait in memory, twenty more in the state file; past thirty the oldest waiting drop."""
+    """Ten runs wait in memory, twenty more in the state file; past thirty the oldest waiting drop.
+    Over HTTP: a gRPC channel's own reconnect backoff after a long outage would only add waiting."""
     port = free_port()  # the collector is down at first
     sim, sim_url = start_simulator(
         "--seed", "33", "--runs-per-second", "20", "--max-runs", "50", "--duration-scale", "0.05"
@@ -124,7 +125,7 @@ def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_th
     try:
         exporter, url = start_exporter_with_otlp(
             sim_url,
-            otlp_env("grpc", port),
+            otlp_env("http/protobuf", port),
             *("--state-path", ":memory:", "--otlp-queue-size", "10", "--otlp-max-pending", "30"),
         )
         try:
@@ -136,7 +137,7 @@ def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_th
             )
             dropped = scrape(url)[("letta_exporter_spans_dropped_total", ())]
             assert receiver.snapshot() == []
-            receiver.start_grpc(port)  # the collector comes back
+            receiver.start_http(port)  # the collector comes back
             wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="the waiting runs")
             samples = spans_exported_caught_up(url, len(receiver.snapshot()))
         finally:

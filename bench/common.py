@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from prometheus_client import CollectorRegistry
 
 from exporter.app import letta_loop
@@ -32,7 +32,7 @@ from exporter.state import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LETTA_URL = "http://letta.bench"
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 _STARTED = time.monotonic()
 _IDS = re.compile(r"/(run|step|agent)-[0-9a-f-]{36}")
 
@@ -58,7 +58,7 @@ class Replay:
         self.misses = 0
         self.miss_seconds = 0.0
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         key = (request.method, str(request.url))
         answer = self._answers.get(key)
         if answer is None:
@@ -68,7 +68,7 @@ class Replay:
             self._answers[key] = answer
             self.misses += 1
             self.miss_seconds += time.perf_counter() - started
-        return httpx.Response(answer[0], headers=answer[1], content=answer[2])
+        return httpx2.Response(answer[0], headers=answer[1], content=answer[2])
 
 
 class Meter:
@@ -79,7 +79,7 @@ class Meter:
         self.requests: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         response = self._handle(request)
         route = template(request.url.path)
         self.requests[route] += 1
@@ -119,7 +119,7 @@ def make_exporter(
     spans: Callable[[StateStore, ExporterMetrics], SpanDelivery] | None = None,
 ) -> Exporter:
     metrics = metrics or ExporterMetrics()
-    client = LettaClient(LETTA_URL, metrics, transport=httpx.MockTransport(handle), sleep=no_sleep)
+    client = LettaClient(LETTA_URL, metrics, transport=httpx2.MockTransport(handle), sleep=no_sleep)
     store = StateStore(state_path)
     delivery = spans(store, metrics) if spans else None
     if delivery is not None:

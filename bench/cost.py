@@ -16,7 +16,7 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from bench import naive
 from bench.common import LETTA_URL, Figure, Meter, Target, by_label, make_exporter, progress, total
@@ -90,7 +90,7 @@ def steady(history: int, interval: float, step_timings: bool, with_naive: bool =
     if with_naive:
         progress(f"cost: one naive cycle over {history:,}+ runs")
         naive_meter = Meter(sim.handle)
-        with httpx.Client(base_url=LETTA_URL, transport=httpx.MockTransport(naive_meter)) as http:
+        with httpx2.Client(base_url=LETTA_URL, transport=httpx2.MockTransport(naive_meter)) as http:
             naive.cycle(http)
         result.naive_requests, result.naive_bytes = naive_meter.totals()
     exporter.close()

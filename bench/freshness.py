@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import httpx
+import httpx2
 
 from bench.common import Figure, Target, progress, quantile
 from exporter.simulator import Scenario, SimulatedLetta, serve
@@ -30,7 +30,7 @@ EVERY = 0.05  # between scrapes
 def measure(seconds: float, interval: float) -> list[Figure]:
     current = SimulatedLetta(Scenario(runs_per_second=0.0))
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: httpx2.Request) -> httpx2.Response:
         return current.handle(request)
 
     with serve(current, handle=handle) as server:

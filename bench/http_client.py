@@ -17,7 +17,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.common import Figure, progress
 from tests.support import start_simulator
@@ -45,12 +45,12 @@ async def _drive(library: ModuleType, url: str, paths: list[str]) -> float:
 
 def request_mix(url: str, requests: int) -> list[str]:
     """Paths as the exporter asks them, over the simulator's runs and steps."""
-    runs = httpx.get(f"{url}/v1/runs/", params={"limit": 1000}).json()
+    runs = httpx2.get(f"{url}/v1/runs/", params={"limit": 1000}).json()
     paths: list[str] = []
     while len(paths) < requests:
         for run in runs:
             paths += ["/v1/runs/?limit=100&order=desc", f"/v1/runs/{run['id']}/steps"]
-            steps = httpx.get(f"{url}/v1/runs/{run['id']}/steps").json()
+            steps = httpx2.get(f"{url}/v1/runs/{run['id']}/steps").json()
             paths += [f"/v1/steps/{step['id']}/metrics" for step in steps if step["status"] != "pending"]
             if len(paths) >= requests:
                 break

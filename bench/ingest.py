@@ -2,7 +2,7 @@
 
 Both sides read the same runs and steps of one simulator with the same requests: run-list pages,
 each run's steps, each finished step's timings (the exporter's default --step-timings). The
-baseline is the floor any poller pays (httpx, JSON, Letta records read into pydantic models) with no
+baseline is the floor any poller pays (httpx2, JSON, Letta records read into pydantic models) with no
 counting, no state and no spans. The exporter is `PollLoop.poll` with --backfill covering the whole history,
 so its first poll counts every run, committing to a state file; the second variant also delivers
 OTLP spans to a receiver in another process and is timed until every span was confirmed.
@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 from bench import otlp_sink
@@ -58,7 +58,7 @@ def plain(handle: Handler) -> tuple[int, int]:
     """The floor: fetch every page, parse every run, step and step timing; count nothing.
     Same URLs as the exporter's (parameters in the same order), so the same answers."""
     runs = steps = 0
-    with httpx.Client(base_url=LETTA_URL, transport=httpx.MockTransport(handle)) as http:
+    with httpx2.Client(base_url=LETTA_URL, transport=httpx2.MockTransport(handle)) as http:
         params: dict[str, str | int] = {"order": "desc", "limit": PAGE_SIZE}
         ids: list[str] = []
         while True:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from typing import Any
 
-import httpx
+import httpx2
 from prometheus_client import generate_latest
 
 from bench.common import LETTA_URL, ROOT, Figure, Target, make_exporter, progress, rss_mb, total
@@ -40,7 +40,7 @@ def child(runs: int) -> dict[str, Any]:
     clock = FakeClock()
     sim = SimulatedLetta(Scenario(seed=31, agents=8, runs_per_second=RATE, max_runs=runs), clock=clock)
     clock.now = START + runs / RATE * 2 + 3600.0
-    sim.handle(httpx.Request("GET", f"{LETTA_URL}/v1/health/"))  # plans every run now (any route does)
+    sim.handle(httpx2.Request("GET", f"{LETTA_URL}/v1/health/"))  # plans every run now (any route does)
     clock.now = START
     gc.collect()
     simulator_mb = rss_mb()[0] - before_sim

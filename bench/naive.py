@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import httpx
+import httpx2
 
 TERMINAL = ("completed", "failed", "cancelled")
 
 
-def cycle(http: httpx.Client, page_size: int = 100) -> Counter[str]:
+def cycle(http: httpx2.Client, page_size: int = 100) -> Counter[str]:
     """One cycle: finished runs by status, and steps and tokens, over all of history."""
     runs: list[dict[str, object]] = []
     params: dict[str, str | int] = {"limit": page_size}

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -69,7 +69,7 @@ class Sink:
 
     def received(self) -> tuple[int, int]:
         """(spans, requests) received so far."""
-        body = httpx.get(f"{self.url}/count", timeout=10).json()
+        body = httpx2.get(f"{self.url}/count", timeout=10).json()
         return int(body["spans"]), int(body["requests"])
 
 

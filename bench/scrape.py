@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-import httpx
+import httpx2
 from prometheus_client import generate_latest
 
 from bench import ingest
@@ -99,14 +99,14 @@ def scrapers(url: str, count: int, seconds: float) -> dict[str, Any]:
 
     def scrape() -> None:
         headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
-        with httpx.Client(timeout=30, headers=headers) as http:
+        with httpx2.Client(timeout=30, headers=headers) as http:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
                     response = http.get(url)
                     response.raise_for_status()
                     body = response.content
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     errors[0] += 1
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
@@ -105,7 +105,7 @@ def red_threshold(defaults: Json) -> float | None:
 class Prometheus:
     def __init__(self, url: str, start: float, end: float, step: float) -> None:
         self.url, self.start, self.end, self.step = url, start, end, step
-        self.client = httpx.Client(base_url=url, timeout=30)
+        self.client = httpx2.Client(base_url=url, timeout=30)
 
     def _data(self, path: str, **params: Any) -> list[Json]:
         body = self.client.get(path, params=params).json()
@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     dashboard = json.loads(DASHBOARD.read_text())
     with tempfile.TemporaryDirectory() as workdir, letta_stack(Path(workdir), prometheus) as stack:
-        client = httpx.Client(base_url=stack.prometheus_url, timeout=10)
+        client = httpx2.Client(base_url=stack.prometheus_url, timeout=10)
         scraped = f'up{{job="{stack.job}"}} == 1'
         wait_until(lambda: client.get("/api/v1/query", params={"query": scraped}).json()["data"]["result"], 30)
         # the first $__rate_interval only ramps the rates up: draw what follows it, as a dashboard shows it

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from exporter import webconfig
 from exporter.config import Settings
@@ -69,7 +69,7 @@ def letta_loop(
 
 
 def make_client(
-    settings: Settings, metrics: ExporterMetrics, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings, metrics: ExporterMetrics, transport: httpx2.AsyncBaseTransport | None = None
 ) -> LettaClient:
     return LettaClient(
         settings.letta_url,

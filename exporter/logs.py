@@ -43,4 +43,4 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request URL at info
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # it logs every request URL at info

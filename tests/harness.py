@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import httpx2
 
 from exporter.app import letta_loop
 from exporter.letta import LettaClient, LettaSettings
@@ -22,7 +22,7 @@ from exporter.state import StateStore
 
 SETTINGS = LettaSettings(expire_after=60.0, first_recheck=1.0, recheck_window=120.0)
 STUCK_AFTER = 20.0
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 class Harness:
@@ -54,7 +54,7 @@ class Harness:
         self.client = LettaClient(
             "http://letta.test",
             self.metrics,
-            transport=httpx.MockTransport(self.handler),
+            transport=httpx2.MockTransport(self.handler),
             sleep=no_sleep,
             retries=self.retries,
             clock=self.clock,

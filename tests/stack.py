@@ -7,7 +7,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx
+import httpx2
 
 from tests.support import ROOT, Process, free_port, start_exporter, start_simulator, wait_until
 
@@ -72,7 +72,7 @@ def letta_stack(workdir: Path, prometheus: str) -> Iterator[Stack]:
         def ready() -> bool:
             if server.proc.poll() is not None:
                 raise AssertionError(f"prometheus exited with {server.proc.returncode}:\n{server.text()[-3000:]}")
-            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+            return httpx2.get(f"{url}/-/ready", timeout=2).status_code == 200
 
         wait_until(ready, timeout=30, what="prometheus ready")
         yield Stack(url, exporter_url, sim_url, JOB, RULES_FILE)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30.0, what: str =
     while time.monotonic() < deadline:
         try:
             result = check()
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        except (httpx2.HTTPError, OSError, ValueError, KeyError) as exc:
             last_error, result = exc, None
         if result:
             return result
@@ -146,7 +146,7 @@ def start_exporter(letta_url: str, *args: str, env: dict[str, str] | None = None
 
 
 def scrape(base_url: str, headers: dict[str, str] | None = None) -> Samples:
-    text = httpx.get(f"{base_url}/metrics", headers=headers, timeout=5).text
+    text = httpx2.get(f"{base_url}/metrics", headers=headers, timeout=5).text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -180,7 +180,7 @@ def _exported_finished(samples: Samples) -> dict[str, float]:
 
 def settled(sim_url: str, exporter_url: str, runs: int) -> bool:
     """All runs created and finished (or expired), and the exporter's counters equal the simulator's truth."""
-    truth = httpx.get(f"{sim_url}/_sim/truth", timeout=5).json()
+    truth = httpx2.get(f"{sim_url}/_sim/truth", timeout=5).json()
     if truth["runs"]["total"] < runs or any(not r["zombie"] for r in truth["active"]):
         return False
     samples = scrape(exporter_url)

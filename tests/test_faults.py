@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from exporter.letta.records import RUN, parse_timestamp
@@ -72,7 +72,7 @@ class Scraped(Harness):
 
     def scrape(self) -> str:
         assert self.server is not None
-        response = httpx.get(f"http://127.0.0.1:{self.server.port}/metrics", timeout=5)
+        response = httpx2.get(f"http://127.0.0.1:{self.server.port}/metrics", timeout=5)
         assert response.status_code == 200 and "letta_up" in response.text
         self.scrapes += 1
         return response.text

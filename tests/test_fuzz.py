@@ -29,7 +29,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
-import httpx
+import httpx2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
@@ -341,7 +341,7 @@ def dates(now: float) -> st.SearchStrategy[str | None]:
 
 
 ERROR_STATUSES = st.sampled_from([204, 301, 400, 404, 422, 429, 500, 502, 503])
-TRANSPORT_ERRORS = st.sampled_from([httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError])
+TRANSPORT_ERRORS = st.sampled_from([httpx2.ConnectError, httpx2.ReadTimeout, httpx2.RemoteProtocolError])
 # Seconds a run was created before the poll: around the visibility window, expiry and far back.
 AGES = st.sampled_from([-40.0, -1.0, 0.0, 0.5, 5.0, 29.0, 31.0, 59.0, 61.0, 120.0, 1000.0, 90000.0])
 ADVANCES = st.sampled_from([0.5, 1.0, 2.0, 15.0, 31.0, 61.0, 400.0, 90000.0])
@@ -359,9 +359,9 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
+def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx2.Response:
     content = json.dumps(body).encode()  # ensure_ascii: lone surrogates travel as \ud800 escapes
-    return httpx.Response(status, content=content, headers={"Content-Type": "application/json", **(headers or {})})
+    return httpx2.Response(status, content=content, headers={"Content-Type": "application/json", **(headers or {})})
 
 
 class RecordedSpans:
@@ -390,14 +390,14 @@ class FuzzedLetta(Harness):
     def draw(self, strategy: st.SearchStrategy[Any], label: str) -> Any:
         return self.data.draw(strategy, label=label)
 
-    def answer(self, request: httpx.Request) -> httpx.Response:
+    def answer(self, request: httpx2.Request) -> httpx2.Response:
         response = self.body(request)
         date = self.draw(dates(self.clock.now), "Date")
         if date is not None:
             response.headers["Date"] = date
         return response
 
-    def body(self, request: httpx.Request) -> httpx.Response:
+    def body(self, request: httpx2.Request) -> httpx2.Response:
         path = request.url.path
         kind = self.draw(
             st.sampled_from(
@@ -415,18 +415,18 @@ class FuzzedLetta(Harness):
         if kind == "json":
             return _json_response(self.draw(JSON, "body"))
         if kind == "bytes":
-            return httpx.Response(200, content=self.draw(st.binary(max_size=64), "body"))
+            return httpx2.Response(200, content=self.draw(st.binary(max_size=64), "body"))
         if kind == "nested":
             depth = self.draw(st.sampled_from([2, 100, 5000]), "depth")
-            return httpx.Response(200, content=b"[" * depth + b"]" * depth)
+            return httpx2.Response(200, content=b"[" * depth + b"]" * depth)
         if kind == "encoding":  # a proxy that labels a plain body as compressed
             encoding = self.draw(st.sampled_from(["gzip", "deflate", "identity", "x-unknown"]), "Content-Encoding")
-            body = httpx.ByteStream(b'[{"id": "run-0"}]')  # a stream: the client decodes it, as off the wire
-            return httpx.Response(200, stream=body, headers={"Content-Encoding": encoding})
+            body = httpx2.ByteStream(b'[{"id": "run-0"}]')  # a stream: the client decodes it, as off the wire
+            return httpx2.Response(200, stream=body, headers={"Content-Encoding": encoding})
         response = _json_response(self.draw(self.valid_body(path), "body"))
         if kind == "truncated":
             cut = self.draw(st.integers(0, max(0, len(response.content) - 1)), "cut at")
-            return httpx.Response(200, content=response.content[:cut])
+            return httpx2.Response(200, content=response.content[:cut])
         return response
 
     def valid_body(self, path: str) -> st.SearchStrategy[Any]:
@@ -532,7 +532,7 @@ class Corrupting:
         self.seen = 0
         self.corrupted = 0
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         n, self.seen = self.seen, self.seen + 1
         if n not in self.at:
             return self.handle(request)
@@ -551,9 +551,9 @@ class Corrupting:
         if kind == "json":
             return _json_response(draw(NO_RUNS, "body"))
         if kind == "bytes":
-            return httpx.Response(200, content=draw(st.binary(max_size=64), "body"))
+            return httpx2.Response(200, content=draw(st.binary(max_size=64), "body"))
         if kind == "truncated":
-            return httpx.Response(200, content=response.content[: draw(st.integers(0, len(response.content)), "cut")])
+            return httpx2.Response(200, content=response.content[: draw(st.integers(0, len(response.content)), "cut")])
         if response.status_code != 200:
             return response
         body = response.json()

@@ -6,7 +6,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.support import (
@@ -37,10 +37,10 @@ def test_exporter_counts_every_run_of_a_live_simulator_exactly_once() -> None:
             assert samples[("letta_up", ())] == 1
             assert total(samples, "letta_steps_total") > 150
             assert total(samples, "letta_exporter_api_requests_total", code="200") > 0
-            assert httpx.get(f"{url}/readyz").status_code == 200
-            assert httpx.get(f"{url}/healthz").text == "ok\n"
-            assert "letta-exporter" in httpx.get(f"{url}/").text
-            openmetrics = httpx.get(f"{url}/metrics", headers={"Accept": "application/openmetrics-text"})
+            assert httpx2.get(f"{url}/readyz").status_code == 200
+            assert httpx2.get(f"{url}/healthz").text == "ok\n"
+            assert "letta-exporter" in httpx2.get(f"{url}/").text
+            openmetrics = httpx2.get(f"{url}/metrics", headers={"Accept": "application/openmetrics-text"})
             assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
             assert "# {trace_id=" in openmetrics.text and openmetrics.text.endswith("# EOF\n")
         finally:
@@ -69,8 +69,8 @@ def test_sigterm_saves_state_and_exits_cleanly(tmp_path: Path) -> None:
 def test_unreachable_letta_keeps_serving_and_reports_not_ready() -> None:
     exporter, url = start_exporter("http://127.0.0.1:9", "--poll-interval", "200ms", "--state-path", ":memory:")
 
-    def not_ready() -> httpx.Response | None:
-        response = httpx.get(f"{url}/readyz")
+    def not_ready() -> httpx2.Response | None:
+        response = httpx2.get(f"{url}/readyz")
         return response if response.status_code == 503 and "ConnectError" in response.text else None
 
     try:
@@ -98,7 +98,7 @@ def test_corrupt_state_file_is_reported_and_can_be_reset(tmp_path: Path) -> None
         assert "unreadable or corrupt" in process.text() and "--reset-state" in process.text()
     exporter, url = start_exporter("http://127.0.0.1:9", "--state-path", str(state), "--reset-state")
     try:
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx2.get(f"{url}/healthz").status_code == 200
     finally:
         exporter.stop()
 

@@ -1,4 +1,4 @@
-"""The Letta client over httpx.MockTransport: auth, retries, error kinds and cursor-agnostic paging."""
+"""The Letta client over httpx2.MockTransport: auth, retries, error kinds and cursor-agnostic paging."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from exporter.letta import LettaClient, LettaError
 from exporter.metrics import ExporterMetrics
 from exporter.simulator.clock import FakeClock
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def make(handler: Handler, **kwargs: Any) -> tuple[LettaClient, ExporterMetrics, list[float]]:
@@ -31,7 +31,7 @@ def make(handler: Handler, **kwargs: Any) -> tuple[LettaClient, ExporterMetrics,
     client = LettaClient(
         "http://letta.test",
         metrics,
-        transport=httpx.MockTransport(handler),
+        transport=httpx2.MockTransport(handler),
         sleep=sleep,
         jitter=lambda: 1.0,
         clock=clock,
@@ -46,11 +46,11 @@ def requests_total(metrics: ExporterMetrics, endpoint: str, code: str) -> float:
 
 
 def test_auth_and_project_headers() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(200, json={"version": "0.16.8", "status": "ok"})
+        return httpx2.Response(200, json={"version": "0.16.8", "status": "ok"})
 
     client, metrics, _ = make(handler, api_key="sk-let-123", project="prod")
     assert asyncio.run(client.health())["version"] == "0.16.8"
@@ -65,11 +65,11 @@ def test_auth_and_project_headers() -> None:
     "project", ["project-3f0c6a52-1a7e-4c55-9d2b-8f8e0c1d2a3b", "3F0C6A52-1A7E-4C55-9D2B-8F8E0C1D2A3B"]
 )
 def test_a_project_id_is_also_sent_as_x_project_id(project: str) -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        return httpx.Response(200, json={"version": "0.16.8"})
+        return httpx2.Response(200, json={"version": "0.16.8"})
 
     client, _, _ = make(handler, project=project)
     asyncio.run(client.health())
@@ -77,9 +77,9 @@ def test_a_project_id_is_also_sent_as_x_project_id(project: str) -> None:
 
 
 def test_retries_5xx_and_429_honouring_retry_after_then_succeeds() -> None:
-    answers = [httpx.Response(503), httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json=[])]
+    answers = [httpx2.Response(503), httpx2.Response(429, headers={"Retry-After": "7"}), httpx2.Response(200, json=[])]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         return answers.pop(0)
 
     client, metrics, delays = make(handler, backoff=0.5, max_backoff=30)
@@ -92,7 +92,7 @@ def test_retries_5xx_and_429_honouring_retry_after_then_succeeds() -> None:
 
 def test_retry_after_as_http_date_and_beyond_max_backoff_gives_up_instead_of_retrying_early() -> None:
     later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    client, _, delays = make(lambda r: httpx.Response(429, headers={"Retry-After": later}), max_backoff=30)
+    client, _, delays = make(lambda r: httpx2.Response(429, headers={"Retry-After": later}), max_backoff=30)
     with pytest.raises(LettaError) as caught:
         asyncio.run(client.get("/v1/runs/", "/v1/runs/"))
     assert caught.value.status == 429 and delays == []
@@ -101,9 +101,9 @@ def test_retry_after_as_http_date_and_beyond_max_backoff_gives_up_instead_of_ret
 def test_backoff_grows_exponentially_and_stops_after_the_retry_budget() -> None:
     calls: list[int] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         calls.append(1)
-        raise httpx.ConnectError("refused", request=request)
+        raise httpx2.ConnectError("refused", request=request)
 
     client, metrics, delays = make(handler, retries=3, backoff=1.0, max_backoff=3.0)
     with pytest.raises(LettaError) as caught:
@@ -114,8 +114,8 @@ def test_backoff_grows_exponentially_and_stops_after_the_retry_budget() -> None:
 
 
 def test_timeouts_are_retried_and_labelled() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("slow", request=request)
 
     client, metrics, _ = make(handler, retries=1)
     with pytest.raises(LettaError) as caught:
@@ -126,7 +126,7 @@ def test_timeouts_are_retried_and_labelled() -> None:
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 def test_client_errors_are_not_retried(status: int) -> None:
-    client, metrics, delays = make(lambda r: httpx.Response(status, json={"detail": "nope"}))
+    client, metrics, delays = make(lambda r: httpx2.Response(status, json={"detail": "nope"}))
     with pytest.raises(LettaError) as caught:
         asyncio.run(client.get("/v1/runs/{run_id}", "/v1/runs/run-1"))
     assert (caught.value.status, caught.value.kind, delays) == (status, f"http_{status}", [])
@@ -138,7 +138,7 @@ def test_client_errors_are_not_retried(status: int) -> None:
     ("body", "kind"), [(b"{not json", "malformed_json"), (b'{"a": 1}', "not_a_list"), (b"<html>", "malformed_json")]
 )
 def test_bodies_that_are_not_what_was_asked_for(body: bytes, kind: str) -> None:
-    client, _, _ = make(lambda r: httpx.Response(200, content=body))
+    client, _, _ = make(lambda r: httpx2.Response(200, content=body))
     with pytest.raises(LettaError) as caught:
         asyncio.run(client.get_list("/v1/runs/", "/v1/runs/"))
     assert caught.value.kind == kind
@@ -158,7 +158,7 @@ def runs_server(data: list[dict[str, Any]], older_cursor: str | None) -> tuple[H
     log: list[dict[str, str]] = []
     ids = [r["id"] for r in data]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         params = dict(request.url.params)
         log.append(params)
         limit = int(params.get("limit", 100))
@@ -169,8 +169,8 @@ def runs_server(data: list[dict[str, Any]], older_cursor: str | None) -> tuple[H
             if cursor_name == older_cursor:
                 start = at + 1
             else:
-                return httpx.Response(200, json=data[max(0, at - limit) : at])
-        return httpx.Response(200, json=data[start : start + limit])
+                return httpx2.Response(200, json=data[max(0, at - limit) : at])
+        return httpx2.Response(200, json=data[start : start + limit])
 
     return handler, log
 
@@ -197,8 +197,8 @@ def test_paging_learns_the_cursor_direction_and_reads_every_run_once(older_curso
 def test_a_cursor_the_server_ignores_ends_the_crawl_and_is_reported() -> None:
     data = runs(30)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=data[:10])  # every cursor silently ignored: first page again
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=data[:10])  # every cursor silently ignored: first page again
 
     client, metrics, _ = make(handler)
     assert asyncio.run(collect(client, 10)) == [r["id"] for r in data[:10]]
@@ -208,11 +208,11 @@ def test_a_cursor_the_server_ignores_ends_the_crawl_and_is_reported() -> None:
 def test_run_steps_pages_forward_in_execution_order() -> None:
     steps = [{"id": f"step-{i}", "run_id": "run-1"} for i in range(7)]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         assert request.url.path == "/v1/runs/run-1/steps" and request.url.params["order"] == "asc"
         after = request.url.params.get("after")
         start = 0 if after is None else int(after.split("-")[1]) + 1
-        return httpx.Response(200, content=json.dumps(steps[start : start + 3]))
+        return httpx2.Response(200, content=json.dumps(steps[start : start + 3]))
 
     client, _, _ = make(handler)
     assert [s["id"] for s in asyncio.run(client.run_steps("run-1", page_size=3))] == [s["id"] for s in steps]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 
 from exporter.letta import LettaClient
 from exporter.letta.limit import AdaptiveLimit
@@ -92,7 +92,7 @@ def test_a_rate_limited_server_is_held_just_under_its_rate_without_a_storm_of_42
     answers = {"ok": 0, "429": 0, "429 after the first second": 0}
     started = time.monotonic()
 
-    async def gateway(request: httpx.Request) -> httpx.Response:
+    async def gateway(request: httpx2.Request) -> httpx2.Response:
         nonlocal tokens, refilled
         await asyncio.sleep(latency)
         now = time.monotonic()
@@ -100,13 +100,13 @@ def test_a_rate_limited_server_is_held_just_under_its_rate_without_a_storm_of_42
         if tokens < 1:
             answers["429"] += 1
             answers["429 after the first second"] += now - started > 1.0
-            return httpx.Response(429, json={"detail": "rate limited"}, headers={"Retry-After": "0.05"})
+            return httpx2.Response(429, json={"detail": "rate limited"}, headers={"Retry-After": "0.05"})
         tokens -= 1
         answers["ok"] += 1
-        return httpx.Response(200, json={"id": "run-1"})
+        return httpx2.Response(200, json={"id": "run-1"})
 
     async def drive() -> float:
-        client = LettaClient("http://letta.test", ExporterMetrics(), transport=httpx.MockTransport(gateway))
+        client = LettaClient("http://letta.test", ExporterMetrics(), transport=httpx2.MockTransport(gateway))
         started = time.monotonic()
 
         async def worker() -> None:

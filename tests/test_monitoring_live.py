@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import yaml
 
@@ -50,7 +50,7 @@ EXPECTED_EMPTY_VARIABLES = {"agent": NO_AGENT_LABELS}
 
 
 def _get(stack: Stack, path: str, **params: Any) -> Any:
-    body = httpx.get(f"{stack.prometheus_url}{path}", params=params, timeout=10).json()
+    body = httpx2.get(f"{stack.prometheus_url}{path}", params=params, timeout=10).json()
     assert body["status"] == "success", (path, params, body)
     return body["data"]
 
@@ -143,7 +143,7 @@ def test_dashboard_variables_resolve_to_the_live_series(live: Stack) -> None:
             resolved.setdefault(variable["name"], set()).update(values)
     assert resolved["job"] == {live.job}
     assert resolved["instance"] == {live.exporter_url.removeprefix("http://")}
-    agents = httpx.get(f"{live.simulator_url}/_sim/truth", timeout=10).json()["agents"]
+    agents = httpx2.get(f"{live.simulator_url}/_sim/truth", timeout=10).json()["agents"]
     assert resolved["model"] == {agent["model"] for agent in agents}
     assert {name for name, values in resolved.items() if not values} == set(EXPECTED_EMPTY_VARIABLES)
 

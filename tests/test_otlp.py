@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.otlp_receiver import ReceivedSpan, Receiver
@@ -54,7 +54,7 @@ def run_spans(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
 
 
 def ready(url: str) -> bool:
-    return httpx.get(f"{url}/readyz").status_code == 200
+    return httpx2.get(f"{url}/readyz").status_code == 200
 
 
 def counted_runs(url: str) -> float:
@@ -103,7 +103,7 @@ def test_trace_ids_equal_the_steps_trace_ids(receiver: Receiver) -> None:
         exporter, _ = start_exporter_with_otlp(sim_url, otlp_env("http/protobuf", port), "--state-path", ":memory:")
         try:
             wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="30 run spans")
-            with httpx.Client(base_url=sim_url) as client:
+            with httpx2.Client(base_url=sim_url) as client:
                 for run_id, span in run_spans(receiver.snapshot()).items():
                     steps = client.get(f"/v1/runs/{run_id}/steps").json()
                     letta_ids = {s["trace_id"] for s in steps if s["trace_id"]}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from exporter.simulator import Scenario
@@ -74,13 +74,13 @@ def test_restarts_with_a_state_file_lose_and_repeat_nothing(tmp_path: Path) -> N
 def test_a_poll_that_fails_half_way_is_redone_without_double_counting() -> None:
     calls = Counter[str]()
 
-    def flaky(handle: Callable[[httpx.Request], httpx.Response]) -> Callable[[httpx.Request], httpx.Response]:
-        def wrapped(request: httpx.Request) -> httpx.Response:
+    def flaky(handle: Callable[[httpx2.Request], httpx2.Response]) -> Callable[[httpx2.Request], httpx2.Response]:
+        def wrapped(request: httpx2.Request) -> httpx2.Response:
             calls["all"] += 1
             if calls["all"] % 5 == 0:
-                return httpx.Response(503, json={"detail": "busy"})
+                return httpx2.Response(503, json={"detail": "busy"})
             if calls["all"] % 11 == 0:
-                raise httpx.ConnectError("refused", request=request)
+                raise httpx2.ConnectError("refused", request=request)
             return handle(request)
 
         return wrapped

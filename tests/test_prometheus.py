@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.stack import Stack
@@ -23,7 +23,7 @@ if PROMETHEUS is None or PROMTOOL is None:
 
 
 def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
+    body = httpx2.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
     assert body["status"] == "success", body
     return list(body["data"]["result"])
 
@@ -49,7 +49,7 @@ def test_prometheus_stores_trace_id_exemplars(stack: Stack) -> None:
     prometheus_url = stack.prometheus_url
 
     def exemplars() -> list[dict[str, Any]]:
-        body = httpx.get(
+        body = httpx2.get(
             f"{prometheus_url}/api/v1/query_exemplars",
             params={"query": "letta_run_duration_seconds_bucket", "start": "0", "end": "4000000000"},
             timeout=5,
@@ -62,7 +62,7 @@ def test_prometheus_stores_trace_id_exemplars(stack: Stack) -> None:
 
 def test_promtool_accepts_the_exposition(stack: Stack) -> None:
     exporter_url = stack.exporter_url
-    text = httpx.get(f"{exporter_url}/metrics").text
+    text = httpx2.get(f"{exporter_url}/metrics").text
     assert "letta_runs_finished_total" in text
     check = subprocess.run([str(PROMTOOL), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import httpx
+import httpx2
 import pytest
 
 from tests.support import exporter_cmd, running, scrape, start_exporter, start_simulator, total, wait_until
@@ -64,9 +64,9 @@ def test_no_secret_in_logs_pages_or_errors_of_a_running_exporter(echoing_letta: 
             lambda: total(scrape(url, auth), "letta_exporter_api_requests_total", code="401") >= 2,
             what="rejected polls",
         )
-        pages = [httpx.get(f"{url}{path}", headers=auth, timeout=5).text for path in ("/", "/readyz", "/metrics")]
+        pages = [httpx2.get(f"{url}{path}", headers=auth, timeout=5).text for path in ("/", "/readyz", "/metrics")]
         assert "bad token Bearer <redacted>" in pages[1]  # the context is kept, the secret is not
-        httpx.get(f"{url}/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()})
+        httpx2.get(f"{url}/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()})
     finally:
         exporter.stop()
     assert_no_secret("\n".join(pages) + exporter.text())

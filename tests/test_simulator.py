@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from exporter.letta.records import RUN, RUN_METRICS, STEP, STEP_METRICS
@@ -47,7 +47,7 @@ class Sim:
     def __init__(self, scenario: Scenario) -> None:
         self.clock = Clock()
         self.sim = SimulatedLetta(scenario, clock=self.clock)
-        self.client = httpx.Client(transport=httpx.MockTransport(self.sim.handle), base_url="http://letta")
+        self.client = httpx2.Client(transport=httpx2.MockTransport(self.sim.handle), base_url="http://letta")
 
     def get(self, path: str, **params: Any) -> Any:
         response = self.client.get(path, params=params)
@@ -523,7 +523,7 @@ def test_serve_answers_real_http_concurrently_and_closes(make: Any) -> None:
     sim = SimulatedLetta(Scenario(history=20, runs_per_second=0))
     with serve(sim) as server:
         assert server.url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=server.url) as client:
+        with httpx2.Client(base_url=server.url) as client:
             assert client.get("/v1/health/").json() == {"version": "0.16.8", "status": "ok"}
             assert client.get("/v1/steps/").status_code == 400
             assert client.get("/v1/runs").status_code == 307
@@ -536,7 +536,7 @@ def test_serve_answers_real_http_concurrently_and_closes(make: Any) -> None:
 
             with ThreadPoolExecutor(8) as pool:
                 assert set(pool.map(crawl, range(32))) == {20}
-    with pytest.raises(httpx.ConnectError), httpx.Client() as client:
+    with pytest.raises(httpx2.ConnectError), httpx2.Client() as client:
         client.get(server.url + "/v1/health/")
 
 
@@ -552,7 +552,7 @@ def test_module_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
             line = proc.stdout.readline()
             match = re.fullmatch(r"simulator listening on (http://127\.0\.0\.1:\d+)\n", line)
             assert match, line
-            with httpx.Client(base_url=match.group(1)) as client:
+            with httpx2.Client(base_url=match.group(1)) as client:
                 assert client.get("/v1/health/").json()["version"] == "0.16.8"
                 assert len(client.get("/v1/runs/").json()) >= 4
             proc.terminate()

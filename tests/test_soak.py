@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.support import scrape, start_exporter, start_simulator, total, wait_until
@@ -61,7 +61,7 @@ class Scrapers:
             thread.start()
 
     def _scrape(self, url: str) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx2.Client(timeout=10) as client:
             while not self._stop.is_set():
                 started = time.perf_counter()
                 response = client.get(f"{url}/metrics")
@@ -100,7 +100,7 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
                 peak_rss = max(peak_rss, rss_mb(exporter.proc.pid))
                 time.sleep(1.0)  # a sampling period, not a wait for an event
             end_rss = rss_mb(exporter.proc.pid)
-            live = httpx.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - HISTORY
+            live = httpx2.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - HISTORY
             lag = live - created(url)
             scrapers.stop()
             # no backlog grew: what existed at the end is counted within a few polls

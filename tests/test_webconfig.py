@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
-import httpx
+import httpx2
 import pytest
 
 from exporter.config import ConfigError
@@ -171,7 +171,7 @@ def protected(pki: Path) -> Iterator[str]:
 
 
 def test_tls_and_basic_auth_over_real_connections(pki: Path, protected: str) -> None:
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(pki / "ca.crt")), timeout=5) as client:
+    with httpx2.Client(verify=ssl.create_default_context(cafile=str(pki / "ca.crt")), timeout=5) as client:
         base = f"https://{protected}"
         ok = client.get(f"{base}/metrics", headers={"Authorization": basic("prometheus", PASSWORD)})
         assert ok.status_code == 200 and "letta_up" in ok.text
@@ -180,10 +180,10 @@ def test_tls_and_basic_auth_over_real_connections(pki: Path, protected: str) -> 
             assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Basic")
         assert client.get(f"{base}/").status_code == 401
         assert client.get(f"{base}/healthz").status_code == 200  # probes need no credentials
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://{protected}/healthz", timeout=5)  # plain HTTP to the TLS port
-    with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
-        httpx.get(f"https://{protected}/healthz", timeout=5)
+    with pytest.raises(httpx2.HTTPError):
+        httpx2.get(f"http://{protected}/healthz", timeout=5)  # plain HTTP to the TLS port
+    with pytest.raises(httpx2.ConnectError):  # a client that does not trust the CA
+        httpx2.get(f"https://{protected}/healthz", timeout=5)
 
 
 def test_mutual_tls_requires_a_client_certificate_signed_by_the_ca(pki: Path) -> None:
@@ -195,11 +195,11 @@ def test_mutual_tls_requires_a_client_certificate_signed_by_the_ca(pki: Path) ->
     with running(exporter_with(config)) as process:
         listen = process.wait_for_line(r'"listen": "([^"]+)"').group(1)
         anonymous = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"https://{listen}/healthz", verify=anonymous, timeout=5)
+        with pytest.raises(httpx2.HTTPError):
+            httpx2.get(f"https://{listen}/healthz", verify=anonymous, timeout=5)
         identified = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         identified.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
-        assert httpx.get(f"https://{listen}/healthz", verify=identified, timeout=5).status_code == 200
+        assert httpx2.get(f"https://{listen}/healthz", verify=identified, timeout=5).status_code == 200
         assert "Traceback" not in process.text()
 
 
@@ -235,7 +235,7 @@ def test_real_prometheus_scrapes_over_tls_with_basic_auth(pki: Path, protected: 
     try:
 
         def up() -> list[object] | None:
-            body = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "letta_up"}, timeout=5).json()
+            body = httpx2.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": "letta_up"}, timeout=5).json()
             return body["data"]["result"] or None
 
         result = wait_until(up, timeout=60, what="Prometheus to scrape the protected exporter")

@@ -17,7 +17,7 @@ from datetime import UTC
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from exporter import __version__
 from exporter.letta.limit import AdaptiveLimit
@@ -61,7 +61,7 @@ class LettaClient:
         retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
@@ -75,8 +75,8 @@ class LettaClient:
             if _PROJECT_ID.match(project):
                 headers["X-Project-Id"] = project
         # as many kept-alive connections as requests in flight: no reconnecting under load
-        pool = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-        self._http = httpx.AsyncClient(
+        pool = httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        self._http = httpx2.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport, limits=pool
         )
         self._observer = observer
@@ -118,12 +118,12 @@ class LettaClient:
         started = time.perf_counter()
         try:
             response = await self._http.get(path, params=params)
-        except httpx.TimeoutException as exc:
+        except httpx2.TimeoutException as exc:
             seconds = time.perf_counter() - started
             self._observer.api_request(endpoint, "timeout", seconds)
             self.limit.overloaded(seconds)
             return None, LettaError(endpoint, "timeout", f"timed out ({type(exc).__name__})"), None
-        except httpx.RequestError as exc:  # transport failures, undecodable bodies, redirect loops
+        except httpx2.RequestError as exc:  # transport failures, undecodable bodies, redirect loops
             seconds = time.perf_counter() - started
             self._observer.api_request(endpoint, "error", seconds)
             self.limit.overloaded(seconds)
@@ -270,7 +270,7 @@ class LettaClient:
         return body
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: httpx2.Response) -> Any:
     """The decoded body. Lone UTF-16 surrogates are valid JSON but cannot be encoded anywhere else
     (URLs, SQLite, /metrics): they become "?". Nesting too deep to decode is malformed."""
     try:
@@ -313,7 +313,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _describe(response: httpx.Response, secret: str | None) -> str:
+def _describe(response: httpx2.Response, secret: str | None) -> str:
     """Status plus Letta's `detail`, trimmed: context for a log line. A server or proxy that echoes
     the request's credentials back must not get them into our logs."""
     try:

@@ -1,6 +1,6 @@
 """A deterministic, simulated Letta 0.16.8 REST API, quirks included, with its ground truth.
 
-The demo, the unit tests (in-process through `httpx.MockTransport(sim.handle)`) and the
+The demo, the unit tests (in-process through `httpx2.MockTransport(sim.handle)`) and the
 integration tests and benchmarks (`serve()`, real HTTP on 127.0.0.1) need a Letta that behaves
 like the real one where an exporter can go wrong (docs/letta-api.md §1): inverted run cursors,
 `GET /v1/steps/` always 400, `total_duration_ns` only in lists, sync runs never `running`, failed

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 
 from exporter.simulator import truth
 from exporter.simulator.plan import (
@@ -78,7 +78,7 @@ def _invalid(name: str, kind: str, msg: str, raw: str, **ctx: Any) -> _Reply:
     return _Reply(422, {"detail": [detail]})
 
 
-def _int(q: httpx.QueryParams, name: str, default: int, hi: int | None = None) -> int:
+def _int(q: httpx2.QueryParams, name: str, default: int, hi: int | None = None) -> int:
     """``Query(default, ge=1, le=hi)`` as FastAPI validates it."""
     raw = q.get(name)
     if raw is None:
@@ -94,7 +94,7 @@ def _int(q: httpx.QueryParams, name: str, default: int, hi: int | None = None) -
     return value
 
 
-def _bool(q: httpx.QueryParams, name: str) -> bool | None:
+def _bool(q: httpx2.QueryParams, name: str) -> bool | None:
     raw = q.get(name)
     if raw is None:
         return None
@@ -106,7 +106,7 @@ def _bool(q: httpx.QueryParams, name: str) -> bool | None:
 
 
 def _page(
-    n: int, find: Callable[[str], int | None], q: httpx.QueryParams, inverted: bool, unknown: str | None
+    n: int, find: Callable[[str], int | None], q: httpx2.QueryParams, inverted: bool, unknown: str | None
 ) -> range:
     """Indexes into a list of ``n`` rows sorted oldest first, in the requested order, after the cursors.
 
@@ -134,7 +134,7 @@ def _page(
 
 
 class SimulatedLetta:
-    """The simulated server: ``handle`` is an httpx handler, safe to call from many threads."""
+    """The simulated server: ``handle`` is an httpx2 handler, safe to call from many threads."""
 
     def __init__(self, scenario: Scenario = Scenario(), clock: Callable[[], float] = time.time) -> None:
         self.scenario, self.clock = scenario, clock
@@ -260,14 +260,14 @@ class SimulatedLetta:
 
     # ----------------------------------------------------------------- routes
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """Serve one request; usable as ``httpx.MockTransport(sim.handle)``."""
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        """Serve one request; usable as ``httpx2.MockTransport(sim.handle)``."""
         with self._lock:
             response = self._answer(request)
         response.headers["Date"] = email.utils.formatdate(self.clock(), usegmt=True)  # as uvicorn sends it
         return response
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
+    def _answer(self, request: httpx2.Request) -> httpx2.Response:
         path, method = request.url.path, request.method
         route = next(((t, m.groupdict()) for p, t in _PATTERNS if (m := p.match(path))), None)
         try:
@@ -281,12 +281,12 @@ class SimulatedLetta:
             self.requests[f"{method} {route[0]}"] += 1
             if method != "GET":
                 raise _Reply(405, {"detail": "Method Not Allowed"})
-            return httpx.Response(200, json=self._route(route[0], route[1], request.url.params))
+            return httpx2.Response(200, json=self._route(route[0], route[1], request.url.params))
         except _Reply as reply:
             body = {} if reply.body is None else {"json": reply.body}
-            return httpx.Response(reply.status, headers=reply.headers, **body)
+            return httpx2.Response(reply.status, headers=reply.headers, **body)
 
-    def _route(self, template: str, args: dict[str, str], q: httpx.QueryParams) -> Any:
+    def _route(self, template: str, args: dict[str, str], q: httpx2.QueryParams) -> Any:
         now = self.clock()
         runs = self._runs(now)
         if template == "/v1/health/":
@@ -299,7 +299,7 @@ class SimulatedLetta:
             return self._list_runs(runs, q, now)
         if template == "/v1/runs/active":  # deprecated: agent_id + background only, newest 100
             kept = [(k, v) for k, v in q.multi_items() if k in ("agent_id", "background")]
-            return self._list_runs(runs, httpx.QueryParams([*kept, ("active", "true")]), now)
+            return self._list_runs(runs, httpx2.QueryParams([*kept, ("active", "true")]), now)
         if template == "/v1/agents/":
             return self._list_agents(runs, q, now)
         if "step_id" in args:
@@ -365,7 +365,7 @@ class SimulatedLetta:
                         return p, step, finished
         raise _Reply(404, {"detail": f"NOT_FOUND: Step with id {step_id} not found"})
 
-    def _list_runs(self, runs: list[RunPlan], q: httpx.QueryParams, now: float) -> list[dict[str, Any]]:
+    def _list_runs(self, runs: list[RunPlan], q: httpx2.QueryParams, now: float) -> list[dict[str, Any]]:
         limit = _int(q, "limit", 100, hi=1000)
         statuses = q.get_list("statuses")
         for value in statuses:
@@ -397,7 +397,7 @@ class SimulatedLetta:
                     break
         return out
 
-    def _list_agents(self, runs: list[RunPlan], q: httpx.QueryParams, now: float) -> list[dict[str, Any]]:
+    def _list_agents(self, runs: list[RunPlan], q: httpx2.QueryParams, now: float) -> list[dict[str, Any]]:
         last: dict[int, str | None] = {}  # last_stop_reason: set at every terminal run update
         for p in runs:
             _, stop, done, _ = p.state(now - p.created_us / 1e6)

@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import httpx
+import httpx2
 
 from exporter.letta.records import parse_timestamp
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 class Fault(Protocol):
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response: ...
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response: ...
 
 
 def inject(handler: Handler, *faults: Fault) -> Handler:
@@ -39,7 +39,7 @@ def _bind(fault: Fault, forward: Handler) -> Handler:
     return lambda request: fault(request, forward)
 
 
-def _matches(request: httpx.Request, route: str | None) -> bool:
+def _matches(request: httpx2.Request, route: str | None) -> bool:
     return route is None or request.url.path.startswith(route)
 
 
@@ -48,7 +48,7 @@ class _Counter:
     route: str | None = None
     seen: int = 0
 
-    def tick(self, request: httpx.Request) -> int | None:
+    def tick(self, request: httpx2.Request) -> int | None:
         if not _matches(request, self.route):
             return None
         self.seen += 1
@@ -64,11 +64,11 @@ class ErrorBursts(_Counter):
     burst: int = 3
     retry_after: str | None = None
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         n = self.tick(request)
         if n is not None and n % self.every < self.burst:
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-            return httpx.Response(self.status, json={"detail": "injected"}, headers=headers)
+            return httpx2.Response(self.status, json={"detail": "injected"}, headers=headers)
         return forward(request)
 
 
@@ -79,11 +79,11 @@ class Unreachable:
     down: Callable[[], bool]
     hang: bool = False
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         if self.down():
             if self.hang:
-                raise httpx.ReadTimeout("injected: no answer", request=request)
-            raise httpx.ConnectError("injected: connection refused", request=request)
+                raise httpx2.ReadTimeout("injected: no answer", request=request)
+            raise httpx2.ConnectError("injected: connection refused", request=request)
         return forward(request)
 
 
@@ -95,7 +95,7 @@ class Latency:
     seconds: float
     sleep: Callable[[float], None] = time.sleep
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         self.sleep(self.seconds)
         return forward(request)
 
@@ -108,7 +108,7 @@ class Slow(_Counter):
     seconds: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         n = self.tick(request)
         if n is not None and n % self.every == 0:
             self.sleep(self.seconds)
@@ -121,11 +121,11 @@ class TruncatedJson(_Counter):
 
     every: int = 10
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         response = forward(request)
         n = self.tick(request)
         if n is not None and n % self.every == 0:
-            return httpx.Response(
+            return httpx2.Response(
                 response.status_code,
                 content=response.content[: len(response.content) // 2],
                 headers={"Content-Type": "application/json"},
@@ -143,7 +143,7 @@ class RewriteRuns:
     resort: bool = False  # list pages re-sorted newest first, as Letta sorts rewritten created_at
     rewritten: set[str] = field(default_factory=set)
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         response = forward(request)
         if not request.url.path.startswith("/v1/runs") or response.status_code != 200:
             return response
@@ -161,7 +161,7 @@ class RewriteRuns:
                 body.sort(key=lambda run: parse_timestamp(run.get("created_at")) or _EPOCH, reverse=True)
         elif request.url.path.count("/") == 3:
             body = fix(body)
-        return httpx.Response(200, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        return httpx2.Response(200, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
 
 @dataclass
@@ -170,12 +170,12 @@ class RepeatedItems(_Counter):
 
     route: str | None = "/v1/runs/"
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         response = forward(request)
         if self.tick(request) is None or request.url.path != "/v1/runs/" or response.status_code != 200:
             return response
         body = response.json()
-        return httpx.Response(
+        return httpx2.Response(
             200,
             content=json.dumps(body + body[: len(body) // 2]).encode(),
             headers={"Content-Type": "application/json"},
@@ -186,10 +186,10 @@ class RepeatedItems(_Counter):
 class IgnoredCursor:
     """A server that ignores `before`/`after` and always answers with the first page."""
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         if request.url.path == "/v1/runs/":
             params = {k: v for k, v in request.url.params.multi_items() if k not in ("before", "after")}
-            request = httpx.Request(request.method, request.url.copy_with(params=params), headers=request.headers)
+            request = httpx2.Request(request.method, request.url.copy_with(params=params), headers=request.headers)
         return forward(request)
 
 
@@ -201,10 +201,10 @@ class DeletedRuns:
     select: Callable[[str], bool]
     first_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def __call__(self, request: httpx.Request, forward: Handler) -> httpx.Response:
+    def __call__(self, request: httpx2.Request, forward: Handler) -> httpx2.Response:
         parts = request.url.path.strip("/").split("/")
         if len(parts) >= 3 and parts[:2] == ["v1", "runs"] and parts[2] in self.first_seen:
-            return httpx.Response(404, json={"detail": f"Run {parts[2]} not found"})
+            return httpx2.Response(404, json={"detail": f"Run {parts[2]} not found"})
         response = forward(request)
         if request.url.path != "/v1/runs/" or response.status_code != 200:
             return response
@@ -216,4 +216,4 @@ class DeletedRuns:
             if self.select(run_id):
                 self.first_seen[run_id] = run
             kept.append(run)
-        return httpx.Response(200, content=json.dumps(kept).encode(), headers={"Content-Type": "application/json"})
+        return httpx2.Response(200, content=json.dumps(kept).encode(), headers={"Content-Type": "application/json"})

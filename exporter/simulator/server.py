@@ -7,7 +7,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 
 from exporter.simulator.api import SimulatedLetta
 
@@ -21,7 +21,7 @@ class SimulatorServer:
         sim: SimulatedLetta,
         host: str = "127.0.0.1",
         port: int = 0,
-        handle: Callable[[httpx.Request], httpx.Response] | None = None,
+        handle: Callable[[httpx2.Request], httpx2.Response] | None = None,
     ) -> None:
         answer = handle or sim.handle
 
@@ -32,7 +32,7 @@ class SimulatorServer:
             def do_GET(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 url = f"http://{self.headers.get('host') or host}{self.path}"
-                response = answer(httpx.Request(self.command, url, headers=self.headers.items(), content=body))
+                response = answer(httpx2.Request(self.command, url, headers=self.headers.items(), content=body))
                 self.send_response_only(response.status_code)  # the Date header is the simulator's clock
                 for key, value in response.headers.items():
                     if key not in ("content-length", "connection"):
@@ -68,7 +68,7 @@ def serve(
     sim: SimulatedLetta,
     host: str = "127.0.0.1",
     port: int = 0,
-    handle: Callable[[httpx.Request], httpx.Response] | None = None,
+    handle: Callable[[httpx2.Request], httpx2.Response] | None = None,
 ) -> SimulatorServer:
     """Start serving ``sim`` on ``host:port`` (0: a free port) in the background; returns at once."""
     return SimulatorServer(sim, host, port, handle)

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
 from exporter.types import STOP_REASON_STATUS
 from tests.e2e.letta_server.stack import FAKE_MODEL, LettaStack
@@ -40,8 +40,8 @@ class Driver:
         self.stack = stack
         # No keep-alive: Letta 0.11 answers an unhandled error with a 500 and then drops the connection,
         # which would break the next request on a pooled connection.
-        limits = httpx.Limits(max_keepalive_connections=0)
-        self.client = httpx.Client(base_url=f"{stack.letta_url}/v1", timeout=120, limits=limits)
+        limits = httpx2.Limits(max_keepalive_connections=0)
+        self.client = httpx2.Client(base_url=f"{stack.letta_url}/v1", timeout=120, limits=limits)
         self.version = stack.target.version
         self.modern = not stack.target.version.startswith("0.11")
 
@@ -192,7 +192,7 @@ class Driver:
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def all_runs(client: httpx.Client, modern: bool) -> list[dict[str, Any]]:
+def all_runs(client: httpx2.Client, modern: bool) -> list[dict[str, Any]]:
     """Every run, paged newest first (0.14+: `before=<last id>` is the next, older, page)."""
     runs: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": 20}
@@ -208,7 +208,7 @@ def all_runs(client: httpx.Client, modern: bool) -> list[dict[str, Any]]:
     return runs
 
 
-def run_steps(client: httpx.Client, run_id: str) -> list[dict[str, Any]]:
+def run_steps(client: httpx2.Client, run_id: str) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = client.get(f"/runs/{run_id}/steps", params={"limit": 1000}).json()
     return steps
 

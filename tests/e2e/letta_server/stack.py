@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
+import httpx2
 
 from tests.support import ROOT, wait_until
 
@@ -206,10 +206,10 @@ class LettaStack:
             self.work / "fake_llm.log",
         )
         self.fake_llm_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{self.fake_llm_url}/health", timeout=2).status_code == 200, 30, "fake LLM up")
+        wait_until(lambda: httpx2.get(f"{self.fake_llm_url}/health", timeout=2).status_code == 200, 30, "fake LLM up")
 
     def llm_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = httpx.get(f"{self.fake_llm_url}/stats", timeout=5).json()
+        stats: dict[str, Any] = httpx2.get(f"{self.fake_llm_url}/stats", timeout=5).json()
         return stats
 
     def llm_in_flight(self, kind: str | None = None) -> int:
@@ -262,7 +262,7 @@ class LettaStack:
         def healthy() -> bool:
             if not letta.alive():
                 raise AssertionError(f"letta exited with {letta.proc.returncode}:\n{letta.tail()}")
-            return httpx.get(f"{self.letta_url}/v1/health/", timeout=5).status_code == 200
+            return httpx2.get(f"{self.letta_url}/v1/health/", timeout=5).status_code == 200
 
         try:
             wait_until(healthy, timeout, f"letta {self.target.version} healthy")

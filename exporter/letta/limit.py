@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 
 PLATEAU = 0.85  # within this share of the limit where trouble last began, growth slows down
 LATENCY_RISE = 3.0  # a round trip this many times the best recent one counts as congestion
+LATENCY_FLOOR = 0.01  # seconds: below this no round trip counts as congestion (timer noise)
 BEST_DECAY = 1.01  # per sample: the best latency drifts up, so a slower server is relearnt
 
 
@@ -72,7 +73,7 @@ class AdaptiveLimit:
     def succeeded(self, seconds: float) -> None:
         """A good answer after `seconds`: grow, unless latency says the server is queueing."""
         best = self._best = seconds if self._best is None else min(self._best * BEST_DECAY, seconds)
-        if seconds > LATENCY_RISE * best and seconds > 0.05:
+        if seconds > LATENCY_RISE * best and seconds > LATENCY_FLOOR:
             self._decrease(seconds, factor=0.9)
             return
         if self._slow_start:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -44,7 +45,7 @@ class AdaptiveLimit:
         self._paused_until = 0.0
         self._clock = clock
         self._sleep = sleep
-        self._changed = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()  # first come, first served
 
     @property
     def limit(self) -> int:
@@ -56,19 +57,34 @@ class AdaptiveLimit:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one request slot for the duration of a request."""
+        """Hold one request slot for the duration of a request. A free slot costs no lock and no
+        task switch (the event loop runs one coroutine at a time); a full limit queues the request."""
         wait = self._paused_until - self._clock()
         if wait > 0:
             await self._sleep(wait)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight < self.limit)
+        if self._waiting or self._in_flight >= self.limit:
+            handed = asyncio.get_running_loop().create_future()
+            self._waiting.append(handed)
+            try:
+                await handed  # resolved with the slot already counted for us
+            except asyncio.CancelledError:
+                if handed.done() and not handed.cancelled():
+                    self._release()  # handed a slot just as we were cancelled: pass it on
+                raise
+        else:
             self._in_flight += 1
         try:
             yield
         finally:
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify(self.limit - self._in_flight)  # as many as may start: not every waiter
+            self._release()
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        while self._waiting and self._in_flight < self.limit:  # as many as may start: not every waiter
+            handed = self._waiting.popleft()
+            if not handed.done():
+                self._in_flight += 1
+                handed.set_result(None)
 
     def succeeded(self, seconds: float) -> None:
         """A good answer after `seconds`: grow, unless latency says the server is queueing."""
@@ -83,7 +99,7 @@ class AdaptiveLimit:
             if self._limit >= PLATEAU * self._ceiling:
                 step /= 4
         self._limit = min(self.maximum, self._limit + step)
-        # waiters see the new limit when this request releases its slot
+        # a grown limit admits waiters when this request releases its slot
 
     def overloaded(self, seconds: float, retry_after: float | None = None, rate_limited: bool = False) -> None:
         """A 429 (`rate_limited`), a 5xx or a timeout: back off, and honour `Retry-After` for every request."""

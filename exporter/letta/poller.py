@@ -78,11 +78,6 @@ class LettaPoller:
         self._checkpoint: Callable[[], None] = lambda: None
         self._taken = 0  # new runs taken this poll
 
-    @property
-    def bootstrapped(self) -> bool:
-        """Whether the first listing has fixed what existed before counting began."""
-        return self._runs.watermark is not None
-
     def now(self) -> float:
         """Now on Letta's clock, which its timestamps (ages, stuck, expiry, backfill) are measured by."""
         return self._clock() + self._client.clock_offset

@@ -138,7 +138,8 @@ def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_th
             dropped = scrape(url)[("letta_exporter_spans_dropped_total", ())]
             assert receiver.snapshot() == []
             receiver.start_http(port)  # the collector comes back
-            wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=60, what="the waiting runs")
+            # delivery retries with a backoff of up to 30 s: on a loaded machine catching up takes longer
+            wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=240, what="the waiting runs")
             samples = spans_exported_caught_up(url, len(receiver.snapshot()))
         finally:
             exporter.stop()

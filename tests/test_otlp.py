@@ -17,6 +17,7 @@ from tests.otlp_receiver import ReceivedSpan, Receiver
 from tests.support import (
     FAST,
     Process,
+    Samples,
     free_port,
     scrape,
     settled,
@@ -138,17 +139,23 @@ def test_a_collector_outage_loses_nothing_within_the_pending_bound_and_counts_th
             dropped = scrape(url)[("letta_exporter_spans_dropped_total", ())]
             assert receiver.snapshot() == []
             receiver.start_http(port)  # the collector comes back
-            # delivery retries with a backoff of up to 30 s: on a loaded machine catching up takes longer
-            wait_until(lambda: len(run_spans(receiver.snapshot())) == 30, timeout=240, what="the waiting runs")
-            samples = spans_exported_caught_up(url, len(receiver.snapshot()))
+            # at least the thirty left at the last trim arrive; on a slow machine runs committed after
+            # that trim (the collector back before the next failure) arrive too
+            wait_until(lambda: len(run_spans(receiver.snapshot())) >= 30, timeout=120, what="the waiting runs")
+
+            def delivered() -> tuple[Samples, list[ReceivedSpan]] | None:
+                samples, arrived = scrape(url), receiver.snapshot()
+                exported = samples[("letta_exporter_spans_exported_total", ())]
+                return (samples, arrived) if exported == len(arrived) else None
+
+            samples, spans = wait_until(delivered, what="delivery caught up")
         finally:
             exporter.stop()
     finally:
         sim.stop()
-    spans = receiver.snapshot()
-    assert len(run_spans(spans)) == 30  # exactly the bound
+    assert 30 <= len(run_spans(spans)) < 50  # the bound was kept, and the rest dropped
     assert samples[("letta_exporter_spans_exported_total", ())] == len(spans)
-    assert samples[("letta_exporter_spans_dropped_total", ())] == dropped
+    assert samples[("letta_exporter_spans_dropped_total", ())] >= dropped  # a later trim may drop more
 
 
 def test_crash_loop_of_kill_9_neither_loses_nor_repeats_a_run_or_a_marked_span(

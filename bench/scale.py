@@ -22,11 +22,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from bench import otlp_sink
 from bench.common import Figure, Target, progress
-from tests.support import Process, Samples, scrape, start_exporter, start_simulator, total, wait_until
+from tests.support import Samples, memory_mb, scrape, start_exporter, start_simulator, total, wait_until
 
 BURST = 5000
 RUNS_AT_LATENCY = 3000
@@ -40,13 +39,6 @@ def simulated_letta(*args: str) -> Iterator[str]:
         yield url
     finally:
         sim.stop()
-
-
-def peak_rss_mb(process: Process) -> float:
-    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
 
 
 def backfill(letta: str, runs: int, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -67,7 +59,7 @@ def backfill(letta: str, runs: int, *args: str, env: dict[str, str] | None = Non
                 return now >= runs
 
             wait_until(counted, timeout=3600, what=f"{runs} runs counted")
-            return time.monotonic() - started, peak_rss_mb(exporter)
+            return time.monotonic() - started, memory_mb(exporter.proc.pid, "VmHWM")
         finally:
             exporter.stop()
 

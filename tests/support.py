@@ -200,6 +200,12 @@ def spans_exported_caught_up(url: str, arrived: int) -> Samples:
     return wait_until(caught_up, what="letta_exporter_spans_exported_total to match what arrived")
 
 
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from the kernel (/proc): VmRSS now, or VmHWM, the most it ever held."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")) / 1024
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (for servers that cannot report their own)."""
     with socket.socket() as s:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.otlp_receiver import Receiver
 from tests.support import (
-    Process,
+    memory_mb,
     scrape,
     settled,
     spans_exported_caught_up,
@@ -27,14 +27,6 @@ pytestmark = pytest.mark.integration
 
 BACKLOG = 8000
 PEAK_RSS_MB = 120  # the chart's memory request leaves room above this; its limit is 256 Mi
-
-
-def peak_rss_mb(process: Process) -> float:
-    """VmHWM: the most resident memory the process ever had, from the kernel."""
-    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 def created(url: str) -> float:
@@ -56,13 +48,13 @@ def test_a_kill_during_a_large_backfill_resumes_and_counts_every_run_once(backlo
     try:
         # /metrics is published at every committed chunk, long before the backfill's poll ends
         wait_until(lambda: created(url) >= BACKLOG / 3, timeout=120, what="a third of the backlog committed")
-        first_peak = peak_rss_mb(exporter)
+        first_peak = memory_mb(exporter.proc.pid, "VmHWM")
     finally:
         exporter.stop(signal.SIGKILL)
     exporter, url = start_exporter(backlog, *args)
     try:
         wait_until(lambda: settled(backlog, url, BACKLOG), timeout=240, what="every run counted exactly once")
-        second_peak = peak_rss_mb(exporter)
+        second_peak = memory_mb(exporter.proc.pid, "VmHWM")
     finally:
         exporter.stop()
     assert max(first_peak, second_peak) <= PEAK_RSS_MB, (first_peak, second_peak)
@@ -88,7 +80,7 @@ def test_a_backfill_burst_to_a_healthy_collector_delivers_every_runs_spans(backl
 
             wait_until(delivered, timeout=240, what="spans for every run of the backlog")
             samples = spans_exported_caught_up(url, len(receiver.snapshot()))
-            assert peak_rss_mb(exporter) <= PEAK_RSS_MB
+            assert memory_mb(exporter.proc.pid, "VmHWM") <= PEAK_RSS_MB
         finally:
             exporter.stop()
     finally:

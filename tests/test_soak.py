@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.support import scrape, start_exporter, start_simulator, total, wait_until
+from tests.support import memory_mb, scrape, start_exporter, start_simulator, total, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -42,11 +42,6 @@ SIMULATOR_ARGS = (
     "200",
 )
 EXPORTER_ARGS = ("--poll-interval", "1s", "--stuck-after", "5s", "--expire-after", "10s")
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
 
 
 class Scrapers:
@@ -91,15 +86,15 @@ def test_memory_and_tracked_runs_stay_flat_and_scrapes_stay_fast_over_a_long_run
         scrapers = Scrapers(url, SCRAPERS)
         try:
             wait_until(lambda: created(url) >= WARM_RUNS, timeout=120, what=f"the first {WARM_RUNS} runs")
-            warm_rss, warm_latencies = rss_mb(exporter.proc.pid), len(scrapers.latencies)
+            warm_rss, warm_latencies = memory_mb(exporter.proc.pid), len(scrapers.latencies)
             deadline = time.monotonic() + SOAK_SECONDS
             peak_rss, peak_tracked = warm_rss, 0.0
             while time.monotonic() < deadline:
                 samples = scrape(url)
                 peak_tracked = max(peak_tracked, samples[("letta_exporter_tracked_runs", ())])
-                peak_rss = max(peak_rss, rss_mb(exporter.proc.pid))
+                peak_rss = max(peak_rss, memory_mb(exporter.proc.pid))
                 time.sleep(1.0)  # a sampling period, not a wait for an event
-            end_rss = rss_mb(exporter.proc.pid)
+            end_rss = memory_mb(exporter.proc.pid)
             live = httpx2.get(f"{sim_url}/_sim/truth", timeout=30).json()["runs"]["total"] - HISTORY
             lag = live - created(url)
             scrapers.stop()

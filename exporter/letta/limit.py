@@ -51,10 +51,6 @@ class AdaptiveLimit:
     def limit(self) -> int:
         return max(1, int(self._limit))
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one request slot for the duration of a request. A free slot costs no lock and no

@@ -31,7 +31,12 @@ HERE = Path(__file__).resolve().parent
 RULES_FILE = HERE / "letta-exporter.rules.yml"
 
 _DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "float | None": (int, float, type(None)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,19 @@ class Settings:
     llm_request_window: str = "15m"
     llm_request_for: str = "15m"
 
+    tool_error_ratio: float = 0.25
+    """LettaToolErrorRatioHigh: share of a tool's calls whose return was an error (needs --tool-metrics)."""
+    tool_error_window: str = "15m"
+    tool_error_min_calls: int = 10
+    """...and only when the tool was called at least this often in the window."""
+    tool_error_for: str = "10m"
+
+    spend_usd_per_hour: float | None = None
+    """LettaSpendRateHigh (opt-in: no rule unless set): USD per hour of all finished steps, averaged
+    over ``spend_window``."""
+    spend_window: str = "1h"
+    spend_for: str = "15m"
+
     unreachable_for: str = "5m"
     """LettaUnreachable: ``letta_up == 0`` for this long."""
 
@@ -88,6 +106,12 @@ class Settings:
             problems.append("failed_ratio must be between 0 and 1")
         if self.failed_ratio_min_runs < 1:
             problems.append("failed_ratio_min_runs must be at least 1")
+        if not 0 < self.tool_error_ratio < 1:
+            problems.append("tool_error_ratio must be between 0 and 1")
+        if self.tool_error_min_calls < 1:
+            problems.append("tool_error_min_calls must be at least 1")
+        if self.spend_usd_per_hour is not None and self.spend_usd_per_hour <= 0:
+            problems.append("spend_usd_per_hour must be positive (or unset: no spend alert)")
         if self.ttft_p95_seconds <= 0 or self.llm_request_p95_seconds <= 0:
             problems.append("latency thresholds must be positive")
         for field in dataclasses.fields(self):
@@ -109,7 +133,7 @@ class Settings:
             kind = str(fields[name].type)
             if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[kind]):
                 raise ValueError(f"{name}: expected {kind}, got {value!r}")
-            values[name] = float(overrides[name]) if kind == "float" else overrides[name]
+            values[name] = float(value) if kind.startswith("float") and isinstance(value, int | float) else value
         return cls(**values)
 
 
@@ -190,7 +214,7 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
         f"(rate({m.bucket(m.STEP_DURATION)}{llm_phase}[{s.llm_request_window}]))\n"
         f") > {_number(s.llm_request_p95_seconds)}"
     )
-    return [
+    rules = [
         _rule(
             s,
             "LettaRunFailureRatioHigh",
@@ -246,7 +270,50 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
             "steps seen by {{ $labels.instance }} is {{ $value | humanizeDuration }} over the last "
             f"{s.llm_request_window} (threshold {_number(s.llm_request_p95_seconds)}s).",
         ),
+        _tool_errors(s),
     ]
+    return rules if s.spend_usd_per_hour is None else [*rules, _spend(s, s.spend_usd_per_hour)]
+
+
+def _tool_errors(s: Settings) -> dict[str, Any]:
+    """Per tool (the other labels summed away): unknown outcomes count as calls, not as errors."""
+    calls, window, others = m.TOOL_CALLS, s.tool_error_window, f"status, {m.AGENT_LABEL}"
+    errors = _sel(s, f'status="{m.TOOL_ERROR}"')
+    expr = (
+        f"(\n"
+        f"  sum without ({others}) (rate({calls}{errors}[{window}]))\n"
+        f"/\n"
+        f"  sum without ({others}) (rate({calls}{_sel(s)}[{window}]))\n"
+        f") > {_number(s.tool_error_ratio)}\n"
+        f"and\n"
+        f"sum without ({others}) (increase({calls}{_sel(s)}[{window}])) >= {s.tool_error_min_calls}"
+    )
+    return _rule(
+        s,
+        "LettaToolErrorRatioHigh",
+        expr,
+        s.tool_error_for,
+        "warning",
+        "A Letta tool is failing often",
+        "{{ $value | humanizePercentage }} of the calls of the tool {{ $labels.tool }} in runs seen by "
+        f"{{{{ $labels.instance }}}} returned an error in the last {window} (threshold "
+        f"{_percent(s.tool_error_ratio)}, counted once the tool was called {s.tool_error_min_calls} times).",
+    )
+
+
+def _spend(s: Settings, usd_per_hour: float) -> dict[str, Any]:
+    others = f"model, provider, {m.AGENT_LABEL}"
+    expr = f"3600 * sum without ({others}) (rate({m.STEP_COST}{_sel(s)}[{s.spend_window}])) > {_number(usd_per_hour)}"
+    return _rule(
+        s,
+        "LettaSpendRateHigh",
+        expr,
+        s.spend_for,
+        "warning",
+        "Letta LLM spend is high",
+        'The Letta steps seen by {{ $labels.instance }} cost {{ $value | printf "%.2f" }} USD per hour over the '
+        f"last {s.spend_window} (threshold {_number(usd_per_hour)} USD/h, priced from the exporter's price table).",
+    )
 
 
 def exporter_rules(s: Settings) -> list[dict[str, Any]]:

@@ -20,7 +20,9 @@ import httpx2
 
 from bench import naive
 from bench.common import LETTA_URL, Figure, Meter, Target, by_label, make_exporter, progress, total
+from exporter.agents import AgentLabels
 from exporter.letta import LettaSettings
+from exporter.metrics import ExporterMetrics
 from exporter.simulator import Scenario, SimulatedLetta
 from exporter.simulator.clock import FakeClock
 
@@ -35,6 +37,7 @@ TARGET_HISTORY = 20_000  # the naive-ratio target is set for this much history
 class Steady:
     interval: float
     step_timings: bool
+    breakdowns: bool  # tool metrics and agent labels on
     polls: int
     finished: float
     by_endpoint: Counter[str]  # requests in the window
@@ -53,17 +56,21 @@ class Steady:
         return {e: round(n / self.finished, 3) for e, n in sorted(self.by_endpoint.items(), key=lambda i: -i[1])}
 
 
-def steady(history: int, interval: float, step_timings: bool, with_naive: bool = False) -> Steady:
+def steady(
+    history: int, interval: float, step_timings: bool, with_naive: bool = False, breakdowns: bool = False
+) -> Steady:
     clock = FakeClock()
     sim = SimulatedLetta(
         Scenario(seed=21, agents=8, runs_per_second=RATE, history=history, history_span_s=86400.0), clock=clock
     )
     meter = Meter(sim.handle)
     # as exporter.app.letta_settings: the first re-check one poll interval after a cancel
-    settings = LettaSettings(step_timings=step_timings, first_recheck=interval)
-    exporter = make_exporter(meter, clock, settings)
+    settings = LettaSettings(step_timings=step_timings, first_recheck=interval, tool_metrics=breakdowns)
+    metrics = ExporterMetrics(agents=AgentLabels(), tools=True) if breakdowns else None
+    exporter = make_exporter(meter, clock, settings, metrics=metrics)
     registry = exporter.metrics.registry
     name = f"cost: {interval:g} s polls, step timings {'on' if step_timings else 'off'}"
+    name += ", tool metrics and agent labels" if breakdowns else ""
     progress(f"{name}: warming up ({WARM_S:g} s of traffic)")
     end = clock.now + WARM_S
     while clock.now < end:
@@ -82,6 +89,7 @@ def steady(history: int, interval: float, step_timings: bool, with_naive: bool =
     result = Steady(
         interval,
         step_timings,
+        breakdowns,
         polls,
         total(registry, "letta_runs_finished_total") - finished,
         +window,
@@ -100,6 +108,7 @@ def steady(history: int, interval: float, step_timings: bool, with_naive: bool =
 def measure(history: int) -> list[Figure]:
     default = steady(history, DEFAULT_INTERVAL, step_timings=True, with_naive=True)
     lean = steady(history, DEFAULT_INTERVAL, step_timings=False)
+    tools = steady(history, DEFAULT_INTERVAL, step_timings=False, breakdowns=True)
     short = steady(history, 2.0, step_timings=False)
     per_poll = default.requests / default.polls
     bytes_per_poll = default.bytes / default.polls
@@ -110,6 +119,7 @@ def measure(history: int) -> list[Figure]:
         return {
             "interval_s": s.interval,
             "step_timings": s.step_timings,
+            "tool_metrics_and_agent_labels": s.breakdowns,
             "polls": s.polls,
             "finished": s.finished,
             "requests": s.requests,
@@ -146,6 +156,18 @@ def measure(history: int) -> list[Figure]:
             Target("<=", 2),
             f"{lean.requests:,} requests ÷ {lean.finished:,.0f} runs over {lean.polls} polls of {lean.interval:g} s",
             detail(lean),
+        ),
+        Figure(
+            "extra_requests_per_finished_run_tool_metrics",
+            "extra requests per finished run, --tool-metrics and --agent-labels",
+            tools.per_run() - lean.per_run(),
+            "",
+            None,
+            f"{tools.per_run():.3f} - {lean.per_run():.3f} requests per finished run (no step timings); "
+            f"messages {tools.breakdown().get('/v1/runs/{run_id}/messages', 0):.3f}, "
+            f"agents {tools.breakdown().get('/v1/agents/', 0):.3f} per run",
+            detail(tools),
+            "lower",
         ),
         Figure(
             "requests_per_finished_run_step_timings",

@@ -71,6 +71,15 @@ def decided_runs(func: str, by: str = "", *matchers: str, window: str = RATE) ->
     return f"sum{grouping} ({func}({m.RUNS_FINISHED}{sel(*matchers)}[{window}]) unless {awaiting})"
 
 
+def named(expr: str) -> str:
+    """``expr`` (by agent_id) with each agent's current name from ``letta_agent_info`` as ``agent_name``;
+    agents without a name (``other``, ``none``) keep their id as the name."""
+    info = f"max by ({m.AGENT_LABEL}, {m.AGENT_NAME}) ({m.AGENT_INFO}{sel()})"
+    joined = f"({expr}) * on ({m.AGENT_LABEL}) group_left ({m.AGENT_NAME}) {info}"
+    unnamed = f'label_replace({expr}, "{m.AGENT_NAME}", "$1", "{m.AGENT_LABEL}", "(.*)")'
+    return f"(({joined}) or on ({m.AGENT_LABEL}) {unnamed})"  # parenthesised: `or` binds loosest
+
+
 def quantile(q: float, histogram: str, by: str = "", *matchers: str) -> str:
     grouping = ", ".join(filter(None, ("le", by)))
     return f"histogram_quantile({q:g}, sum by ({grouping}) ({rate(m.bucket(histogram), *matchers)}))"
@@ -386,6 +395,7 @@ TOOL = f'phase="{m.PHASE_TOOL_EXECUTION}"'
 STEP = f'phase="{m.PHASE_STEP}"'
 MODEL = 'model=~"$model"'
 AGENT = f'{m.AGENT_LABEL}=~"$agent"'
+TOOL_FAILED = f'status="{m.TOOL_ERROR}"'
 UP_MAPPINGS: tuple[Json, ...] = (
     {
         "type": "value",
@@ -817,23 +827,33 @@ def by_model() -> Spec:
         ),
     )
     agents = Row(
-        "By agent (needs the exporter's per-agent labels; empty otherwise)",
+        "By agent (needs the exporter's --agent-labels; empty otherwise)",
         (
             Panel(
                 "Agents",
-                "letta_agent_info: the agents that have their own label value (allowlist or top-N).",
-                (Target(f"{m.AGENT_INFO}{sel()}", instant=True, format="table"),),
+                "letta_agent_info: the agents that have their own agent_id (allowlist or the first --max-agents "
+                "seen) and their current names. A rename changes the name here, never the agent's series.",
+                (
+                    Target(
+                        f"max by ({m.AGENT_LABEL}, {m.AGENT_NAME}) ({m.AGENT_INFO}{sel()})",
+                        instant=True,
+                        format="table",
+                    ),
+                ),
                 kind="table",
                 width=24,
                 height=6,
             ),
             Panel(
                 "Finished runs/s by agent and status",
-                "Runs of agents outside the allowlist or top-N are counted under agent=other. Runs awaiting "
-                "approval are their own line, not in completed.",
+                "Runs of agents outside the allowlist or the first --max-agents are counted under agent_id=other. "
+                "Runs awaiting approval are their own line, not in completed.",
                 (
-                    Target(decided_runs("rate", f"{m.AGENT_LABEL}, status", AGENT), "{{agent}} {{status}}"),
-                    Target(sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, *AWAITING), "{{agent}} awaiting approval"),
+                    Target(named(decided_runs("rate", f"{m.AGENT_LABEL}, status", AGENT)), "{{agent_name}} {{status}}"),
+                    Target(
+                        named(sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, *AWAITING)),
+                        "{{agent_name}} awaiting approval",
+                    ),
                 ),
                 legend_table=True,
             ),
@@ -842,11 +862,13 @@ def by_model() -> Spec:
                 "Share of each agent's finished runs whose status is failed, leaving out those awaiting approval.",
                 (
                     Target(
-                        ratio(
-                            sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, FAILED),
-                            decided_runs("rate", m.AGENT_LABEL, AGENT),
+                        named(
+                            ratio(
+                                sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, FAILED),
+                                decided_runs("rate", m.AGENT_LABEL, AGENT),
+                            )
                         ),
-                        "{{agent}}",
+                        "{{agent_name}}",
                     ),
                 ),
                 unit="percentunit",
@@ -855,25 +877,118 @@ def by_model() -> Spec:
             Panel(
                 "Run duration by agent (p95)",
                 "95th percentile of the duration of each agent's finished runs.",
-                (Target(quantile(0.95, m.RUN_DURATION, m.AGENT_LABEL, AGENT), "{{agent}}"),),
+                (Target(named(quantile(0.95, m.RUN_DURATION, m.AGENT_LABEL, AGENT)), "{{agent_name}}"),),
                 unit="s",
             ),
             Panel(
                 "Tokens/s by agent and type",
                 "Tokens of each agent's steps per second.",
-                (Target(sum_rate(m.STEP_TOKENS, f"{m.AGENT_LABEL}, type", AGENT), "{{agent}} {{type}}"),),
+                (Target(named(sum_rate(m.STEP_TOKENS, f"{m.AGENT_LABEL}, type", AGENT)), "{{agent_name}} {{type}}"),),
+                stacked=True,
+                legend_table=True,
+            ),
+            Panel(
+                "Cost by agent (USD/h)",
+                "What each agent's steps cost per hour, priced from the exporter's price table.",
+                (Target(named(f"3600 * {sum_rate(m.STEP_COST, m.AGENT_LABEL, AGENT)}"), "{{agent_name}}"),),
+                unit="currencyUSD",
                 stacked=True,
                 legend_table=True,
             ),
         ),
         collapsed=True,
     )
+    tools = Row(
+        "Tools (needs the exporter's --tool-metrics; empty otherwise)",
+        (
+            Panel(
+                "Tool calls/s by tool and status",
+                "Tool calls of finished runs, by the status of their return: success, error, or unknown when the "
+                "run ended before the tool returned.",
+                (Target(sum_rate(m.TOOL_CALLS, "tool, status"), "{{tool}} {{status}}"),),
+                stacked=True,
+                legend_table=True,
+            ),
+            Panel(
+                "Tool error share by tool",
+                "Calls whose return was an error, as a share of all calls of the tool (unknown outcomes count in "
+                "the denominator: they did not succeed either). The dashed line is the LettaToolErrorRatioHigh "
+                "threshold.",
+                (
+                    Target(
+                        ratio(sum_rate(m.TOOL_CALLS, "tool", TOOL_FAILED), sum_rate(m.TOOL_CALLS, "tool")), "{{tool}}"
+                    ),
+                ),
+                unit="percentunit",
+                threshold=ALERTS.tool_error_ratio,
+            ),
+            Panel(
+                "Tool duration by tool (p95)",
+                "95th percentile of tool execution time, from steps that ran exactly one tool (needs step timings).",
+                (Target(quantile(0.95, m.TOOL_DURATION, "tool"), "{{tool}}", exemplar=True),),
+                unit="s",
+            ),
+            Panel(
+                "Runs whose tool calls are not counted",
+                "filtered: the run's request asked Letta to leave tool messages out of its answers "
+                "(include_return_message_types); unavailable: the messages could not be read.",
+                (Target(sum_rate(m.TOOL_MESSAGES_MISSING, "reason"), "{{reason}}"),),
+                stacked=True,
+            ),
+        ),
+    )
+    cost = Row(
+        "Cost",
+        (
+            Panel(
+                "Cost by model (USD/h)",
+                "What finished steps cost per hour, priced offline from the exporter's bundled price table "
+                "(genai-prices) and --price-table.",
+                (Target(f"3600 * {sum_rate(m.STEP_COST, 'model, provider', MODEL)}", "{{model}} ({{provider}})"),),
+                unit="currencyUSD",
+                stacked=True,
+                legend_table=True,
+                threshold=ALERTS.spend_usd_per_hour,
+            ),
+            Panel(
+                "Spend over the dashboard range",
+                "USD of the steps that finished in the selected time range.",
+                (Target(f"sum (increase({m.STEP_COST}{sel(MODEL)}[$__range]))", instant=True),),
+                kind="stat",
+                unit="currencyUSD",
+                width=6,
+                decimals=2,
+            ),
+            Panel(
+                "Unpriced steps/s by reason",
+                "Steps that added nothing to the cost: no model, a self-hosted provider, or a model or provider "
+                "the price table does not know. Add them with --price-table.",
+                (Target(sum_rate(m.UNPRICED_STEPS, "reason"), "{{reason}}"),),
+                width=6,
+                stacked=True,
+            ),
+            Panel(
+                "Price table",
+                "letta_exporter_price_table_info: the bundled table's version and the override file, per exporter.",
+                (
+                    Target(
+                        f"max by (instance, table, version, override, override_models) ({m.PRICE_TABLE_INFO}{sel()})",
+                        instant=True,
+                        format="table",
+                    ),
+                ),
+                kind="table",
+                width=24,
+                height=5,
+            ),
+        ),
+    )
     return Spec(
         "letta-by-model",
         "Letta / By model and agent",
         "Letta steps, tokens and latency per LLM model, and per agent when the exporter's per-agent labels are on.",
         (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, MODEL_VAR, AGENT_VAR),
-        (models, token_row, latency, agents),
+        (models, token_row, latency, cost, tools, agents),
     )
 
 
@@ -932,7 +1047,7 @@ DEFAULT_VARIABLES: Mapping[str, str] = {
     "model": ".+",
     "agent": ".+",
 }
-_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)")  # not `$1`: label_replace's capture
 
 
 def concrete(expr: str, variables: Mapping[str, str] | None = None) -> str:

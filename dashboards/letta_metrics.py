@@ -32,8 +32,14 @@ SPANS_EXPORTED = "letta_exporter_spans_exported_total"
 SPANS_DROPPED = "letta_exporter_spans_dropped_total"
 SERIES_DROPPED = "letta_exporter_series_dropped_total"  # label sets folded to "other" by the series caps
 AGENT_INFO = "letta_agent_info"  # only with per-agent labels enabled
+STEP_COST = "letta_step_cost_usd_total"
+UNPRICED_STEPS = "letta_exporter_unpriced_steps_total"
+PRICE_TABLE_INFO = "letta_exporter_price_table_info"  # only with cost on (the default)
+TOOL_CALLS = "letta_tool_calls_total"  # with --tool-metrics
+TOOL_DURATION = "letta_tool_duration_seconds"
+TOOL_MESSAGES_MISSING = "letta_runs_tool_messages_missing_total"
 
-HISTOGRAMS = (RUN_DURATION, RUN_TTFT, RUN_STEPS, STEP_DURATION, API_REQUEST_DURATION)
+HISTOGRAMS = (RUN_DURATION, RUN_TTFT, RUN_STEPS, STEP_DURATION, API_REQUEST_DURATION, TOOL_DURATION)
 ALL = (
     RUNS_CREATED,
     RUNS_FINISHED,
@@ -60,6 +66,12 @@ ALL = (
     SPANS_DROPPED,
     SERIES_DROPPED,
     AGENT_INFO,
+    STEP_COST,
+    UNPRICED_STEPS,
+    PRICE_TABLE_INFO,
+    TOOL_CALLS,
+    TOOL_DURATION,
+    TOOL_MESSAGES_MISSING,
 )
 
 # Label values the queries select on (the exporter pre-initialises these, design.md §3).
@@ -75,6 +87,7 @@ TOKEN_OUTPUT = "output"
 TOKEN_CACHED_INPUT = "cached_input"
 TOKEN_CACHE_WRITE = "cache_write"
 TOKEN_REASONING = "reasoning"
+TOOL_ERROR = "error"  # a tool call's status: success, error, unknown (no return message)
 
 # A run Letta completed with stop reason requires_approval is paused until a human approves a tool
 # call: neither a success nor a failure yet. The run ratios leave these runs out (numerator and
@@ -83,7 +96,8 @@ AWAITING_APPROVAL = (f'status="{STATUS_COMPLETED}"', f'stop_reason="{STOP_REASON
 
 # Labels that only exist when per-agent labels are enabled; aggregations drop it so that alerts
 # keep one series per exporter either way.
-AGENT_LABEL = "agent"
+AGENT_LABEL = "agent_id"
+AGENT_NAME = "agent_name"  # on letta_agent_info only
 
 
 def bucket(histogram: str) -> str:

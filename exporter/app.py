@@ -13,12 +13,14 @@ from pathlib import Path
 import httpx2
 
 from exporter import webconfig
+from exporter.agents import AgentLabels
 from exporter.config import Settings
 from exporter.letta import LettaClient, LettaPoller, LettaSettings
 from exporter.lifecycle import RunLifecycle
 from exporter.loop import PollLoop
 from exporter.metrics import ExporterMetrics
 from exporter.otlp import SpanDelivery, exporter_from_env
+from exporter.pricing import PriceTable
 from exporter.server import MetricsServer, PollStatus
 from exporter.spans import default_resource
 from exporter.state import StateStore
@@ -37,6 +39,7 @@ def letta_settings(settings: Settings, spans: bool) -> LettaSettings:
         step_timings=settings.step_timings,
         first_recheck=settings.poll_interval,
         agent_names=spans,
+        tool_metrics=settings.tool_metrics,
     )
 
 
@@ -68,6 +71,13 @@ def letta_loop(
     )
 
 
+def make_metrics(settings: Settings) -> ExporterMetrics:
+    """The registry with the breakdowns the settings ask for (the price table is read here)."""
+    agents = AgentLabels(settings.agent_allowlist, settings.max_agents) if settings.agent_labels else None
+    prices = PriceTable.load(Path(settings.price_table) if settings.price_table else None) if settings.cost else None
+    return ExporterMetrics(agents=agents, prices=prices, tools=settings.tool_metrics)
+
+
 def make_client(
     settings: Settings, metrics: ExporterMetrics, transport: httpx2.AsyncBaseTransport | None = None
 ) -> LettaClient:
@@ -92,7 +102,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     span_exporter = exporter_from_env()
     web = webconfig.load(settings.web_config_file) if settings.web_config_file else None
     store = StateStore(settings.state_path)
-    metrics = ExporterMetrics()
+    metrics = make_metrics(settings)
     client = make_client(settings, metrics)
     delivery = None
     if span_exporter is not None:

@@ -74,6 +74,8 @@ def _demo(args: argparse.Namespace) -> int:
         "state_path": DEMO_STATE,
         "stuck_after": "20s",
         "expire_after": "60s",
+        "agent_labels": "true",
+        "tool_metrics": "true",
     }
     for name, value in defaults.items():
         if getattr(args, name) is None and config.ENV_PREFIX + name.upper() not in environ:

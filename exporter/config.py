@@ -98,6 +98,11 @@ def _text(text: str) -> str:
     return text
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma list; blanks and repeats dropped, order kept."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # attribute and YAML key; the flag is --name-with-dashes
@@ -137,6 +142,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("expire_after", _positive(parse_duration), "24h", "an active run older than this is expired"),
     Option("max_catchup", _positive(parse_duration), "24h", "after a restart, read back at most this far"),
     Option("step_timings", parse_bool, "true", "fetch /v1/steps/{id}/metrics (one request per step)"),
+    Option("agent_labels", parse_bool, "false", "add an agent_id label to run, token, cost and tool metrics"),
+    Option(
+        "agent_allowlist",
+        _names,
+        "",
+        "agent ids or names that get their own agent_id (comma list); empty = the first --max-agents seen",
+    ),
+    Option("max_agents", _positive_int, "50", "most agents labelled when no allowlist is given; the rest are other"),
+    Option("tool_metrics", parse_bool, "false", "count tool calls from /v1/runs/{id}/messages (one request per run)"),
+    Option("cost", parse_bool, "true", "price finished steps in USD from the bundled price table (no request)"),
+    Option("price_table", _text, None, "YAML or JSON prices per model (USD per million tokens) over the bundled ones"),
     Option("request_timeout", _positive(parse_duration), "10s", "timeout of one request to Letta"),
     Option(
         "max_concurrency",
@@ -173,6 +189,12 @@ class Settings:
     expire_after: float
     max_catchup: float
     step_timings: bool
+    agent_labels: bool
+    agent_allowlist: tuple[str, ...]
+    max_agents: int
+    tool_metrics: bool
+    cost: bool
+    price_table: str | None
     request_timeout: float
     max_concurrency: int
     page_size: int

@@ -10,20 +10,42 @@ feeds it each poll's `Decisions`.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar
 
+from exporter.agents import AgentLabels
 from exporter.lifecycle import Decisions
-from exporter.model import FinishedRun
-from exporter.types import NONE, OTHER, STEP_PHASES, STOP_REASON_STATUS, TERMINAL_STATUSES, Clock
+from exporter.model import FinishedRun, Step
+from exporter.types import (
+    NONE,
+    OTHER,
+    STEP_PHASES,
+    STOP_REASON_STATUS,
+    TERMINAL_STATUSES,
+    TOOL_MESSAGES_MISSING,
+    UNPRICED_REASONS,
+    Clock,
+    UnpricedReason,
+)
 
 RUN_DURATION_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 STEP_PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 STEPS_PER_RUN_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 100)
+TOOL_DURATION_BUCKETS = STEP_PHASE_BUCKETS
+AGENT = "agent_id"
+
+
+class Pricing(Protocol):
+    """What one finished step cost in USD, or why it cannot be priced (`exporter.pricing`)."""
+
+    def price(self, step: Step, at: datetime) -> float | UnpricedReason: ...
 
 
 @dataclass(frozen=True)
@@ -33,13 +55,14 @@ class Family:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] | None = None  # None: a counter
     capped: tuple[str, ...] = ()  # labels whose values come from data: folded to "other" past the cap
+    per_agent: bool = False  # gains an agent_id label with --agent-labels
 
 
 FAMILIES = {
     f.name: f
     for f in (
         Family("letta_runs_created", "Runs first seen by the exporter."),
-        Family("letta_runs_finished", "Runs that reached a terminal state.", ("status", "stop_reason")),
+        Family("letta_runs_finished", "Runs that reached a terminal state.", ("status", "stop_reason"), per_agent=True),
         Family(
             "letta_run_terminal_status_changes",
             "Counted runs whose terminal status changed later (never recounted).",
@@ -56,8 +79,40 @@ FAMILIES = {
             "Tokens used by steps.",
             ("type", "model", "provider"),
             capped=("model", "provider"),
+            per_agent=True,
         ),
-        Family("letta_run_duration_seconds", "Run duration.", ("status",), RUN_DURATION_BUCKETS),
+        Family(
+            "letta_step_cost_usd",
+            "What finished steps cost in USD, priced from the price table.",
+            ("model", "provider"),
+            capped=("model", "provider"),
+            per_agent=True,
+        ),
+        Family(
+            "letta_exporter_unpriced_steps",
+            "Finished steps that could not be priced, so added nothing to the cost.",
+            ("reason",),
+        ),
+        Family(
+            "letta_tool_calls",
+            "Tool calls of finished runs, by the status of their return (unknown: no return).",
+            ("tool", "status"),
+            capped=("tool",),
+            per_agent=True,
+        ),
+        Family(
+            "letta_tool_duration_seconds",
+            "Tool execution time of steps that ran exactly one tool.",
+            ("tool",),
+            TOOL_DURATION_BUCKETS,
+            capped=("tool",),
+        ),
+        Family(
+            "letta_runs_tool_messages_missing",
+            "Finished runs whose tool calls could not be read, so are not counted.",
+            ("reason",),
+        ),
+        Family("letta_run_duration_seconds", "Run duration.", ("status",), RUN_DURATION_BUCKETS, per_agent=True),
         Family("letta_run_ttft_seconds", "Time to first token, when the server reports it.", (), TTFT_BUCKETS),
         Family("letta_run_steps", "Steps per finished run.", ("status",), STEPS_PER_RUN_BUCKETS),
         Family(
@@ -89,6 +144,10 @@ class Ledger:
         max_series: int = 2000,
         on_drop: Callable[[str], None] | None = None,
         clock: Clock | None = None,
+        *,
+        agents: AgentLabels | None = None,
+        prices: Pricing | None = None,
+        tools: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[str, ...]], float] = {}
@@ -98,18 +157,28 @@ class Ledger:
         self._max_series = max_series
         self._on_drop = on_drop or (lambda _metric: None)
         self._clock = clock
-        self._preinitialise()
+        self._agents = agents
+        self._prices = prices
+        self.labels = {
+            name: (*f.labels, AGENT) if agents is not None and f.per_agent else f.labels for name, f in FAMILIES.items()
+        }
+        self._preinitialise(tools)
 
-    def _preinitialise(self) -> None:
+    def _preinitialise(self, tools: bool) -> None:
         """Series alerts and dashboards rely on exist (at 0) before the first event."""
+        agent = (OTHER,) if self._agents is not None else ()
         self.inc("letta_runs_created", (), 0)
         self.inc("letta_run_terminal_status_changes", ("cancelled", "completed"), 0)  # Letta's known overwrite
         for status in TERMINAL_STATUSES:
             for reason in [r for r, s in STOP_REASON_STATUS.items() if s == status] + [NONE]:
-                self.inc("letta_runs_finished", (status, reason), 0)
-            self._histogram("letta_run_duration_seconds", (status,))
+                self.inc("letta_runs_finished", (status, reason, *agent), 0)
+            self._histogram("letta_run_duration_seconds", (status, *agent))
             self._histogram("letta_run_steps", (status,))
         self._histogram("letta_run_ttft_seconds", ())
+        for unpriced in UNPRICED_REASONS if self._prices is not None else ():
+            self.inc("letta_exporter_unpriced_steps", (unpriced,), 0)
+        for missing in TOOL_MESSAGES_MISSING if tools else ():
+            self.inc("letta_runs_tool_messages_missing", (missing,), 0)
         self._dirty.clear()
 
     def _admit(
@@ -123,7 +192,7 @@ class Ledger:
             self._series_count[name] = self._series_count.get(name, 0) + 1
             return labels
         self._on_drop(name)
-        return tuple(OTHER if n in family.capped else v for n, v in zip(family.labels, labels, strict=True))
+        return tuple(OTHER if n in family.capped else v for n, v in zip(self.labels[name], labels, strict=True))
 
     def inc(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
         with self._lock:
@@ -160,13 +229,19 @@ class Ledger:
             self.inc("letta_run_terminal_status_changes", (before, after))
 
     def record(self, finished: FinishedRun) -> None:
-        """Count one finished run and its steps."""
+        """Count one finished run: its outcome, steps, tokens, cost and tool calls."""
         run, status = finished.run, finished.status
         trace_id = finished.trace_id
-        self.inc("letta_runs_finished", (status, run.stop_reason or NONE))
+        agent: tuple[str, ...] = ()
+        if self._agents is not None:
+            label, folded = self._agents.label(run.agent_id)
+            agent = (label,)
+            if folded:
+                self._on_drop(AGENT)
+        self.inc("letta_runs_finished", (status, run.stop_reason or NONE, *agent))
         duration = finished.duration_ns
         if duration is not None:
-            self.observe("letta_run_duration_seconds", (status,), duration / 1e9, trace_id)
+            self.observe("letta_run_duration_seconds", (status, *agent), duration / 1e9, trace_id)
         if run.ttft_ns is not None:
             self.observe("letta_run_ttft_seconds", (), run.ttft_ns / 1e9, trace_id)
         if status != "expired":
@@ -176,7 +251,13 @@ class Ledger:
             self.inc("letta_steps", (step.status or NONE, step.stop_reason or NONE, model, provider))
             for kind, count in step.tokens().items():
                 if count:
-                    self.inc("letta_step_tokens", (kind, model, provider), count)
+                    self.inc("letta_step_tokens", (kind, model, provider, *agent), count)
+            if self._prices is not None:
+                cost = self._prices.price(step, run.created_at)
+                if isinstance(cost, str):
+                    self.inc("letta_exporter_unpriced_steps", (cost,))
+                else:
+                    self.inc("letta_step_cost_usd", (model, provider, *agent), cost)
             timings = finished.step_metrics.get(step.id)
             if timings is None:
                 continue
@@ -184,6 +265,24 @@ class Ledger:
                 nanos = getattr(timings, f"{phase}_ns")
                 if nanos is not None:
                     self.observe("letta_step_duration_seconds", (phase, model, provider), nanos / 1e9, step.trace_id)
+        self._record_tools(finished, agent)
+
+    def _record_tools(self, finished: FinishedRun, agent: tuple[str, ...]) -> None:
+        if finished.tool_messages_missing is not None:
+            self.inc("letta_runs_tool_messages_missing", (finished.tool_messages_missing,))
+        calls = finished.tool_calls or ()
+        for call in calls:
+            self.inc("letta_tool_calls", (call.name, call.status, *agent))
+        by_step = {s.id: s for s in finished.steps}
+        per_step = Counter(call.step_id for call in calls if call.step_id)
+        for step_id, n in per_step.items():
+            timings = finished.step_metrics.get(step_id)
+            if n != 1 or timings is None or timings.tool_execution_ns is None:
+                continue  # several tools share one tool_execution_ns: not one tool's duration
+            name = next(call.name for call in calls if call.step_id == step_id)
+            step = by_step.get(step_id)
+            trace = step.trace_id if step else None
+            self.observe("letta_tool_duration_seconds", (name,), timings.tool_execution_ns / 1e9, trace)
 
     def take_dirty(self) -> list[tuple[str, tuple[str, ...], object]]:
         """Rows changed since the last call, for the state store's transaction."""
@@ -199,21 +298,25 @@ class Ledger:
             return rows
 
     def restore(self, rows: Iterable[tuple[str, tuple[str, ...], object]]) -> None:
+        """Saved series back; a series whose label set changed since (e.g. --agent-labels toggled,
+        a bucket layout changed) starts afresh rather than being read under the wrong labels."""
         with self._lock:
             for name, labels, value in rows:
-                if name not in FAMILIES:
+                if name not in FAMILIES or len(labels) != len(self.labels[name]):
                     continue
                 key = (name, labels)
                 if isinstance(value, dict):
                     counts = [float(c) for c in value.get("counts", [])]
                     if len(counts) != len(FAMILIES[name].buckets or ()) + 1:
-                        continue  # bucket layout changed since it was saved: start that series afresh
+                        continue
                     self._histograms[key] = _Histogram(counts, float(value.get("sum", 0.0)), [None] * len(counts))
                 elif isinstance(value, int | float):
                     self._counters[key] = float(value)
                 else:
                     continue
-                self._series_count[name] = sum(1 for k in (*self._counters, *self._histograms) if k[0] == name)
+                if self._agents is not None and self.labels[name][-1] == AGENT:
+                    self._agents.restore(labels[-1:])
+            self._series_count = dict(Counter(name for name, _ in (*self._counters, *self._histograms)))
 
     def value(self, name: str, labels: tuple[str, ...] = ()) -> float | None:
         """A counter's value or a histogram's count, for `check` output and tests."""
@@ -232,13 +335,13 @@ class Ledger:
     def _families(self) -> Iterator[Metric]:
         for name, family in FAMILIES.items():
             if family.buckets is None:
-                counter = CounterMetricFamily(name, family.help, labels=family.labels)
+                counter = CounterMetricFamily(name, family.help, labels=self.labels[name])
                 for (metric, labels), total in self._counters.items():
                     if metric == name:
                         counter.add_metric(labels, total)
                 yield counter
                 continue
-            histogram = HistogramMetricFamily(name, family.help, labels=family.labels)
+            histogram = HistogramMetricFamily(name, family.help, labels=self.labels[name])
             for (metric, labels), state in self._histograms.items():
                 if metric != name:
                     continue

@@ -13,8 +13,10 @@ import platform
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
-from exporter.ledger import FAMILIES, Ledger
+from exporter.agents import AgentLabels
+from exporter.ledger import AGENT, FAMILIES, Ledger
 from exporter.lifecycle import ActiveSummary
+from exporter.pricing import PriceTable
 from exporter.types import ACTIVE_STATUSES, PROBLEM_KINDS, Clock, ProblemKind
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,15 @@ API_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class ExporterMetrics:
     """The registry the `/metrics` endpoint serves: the ledger plus the exporter's own health."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+        *,
+        agents: AgentLabels | None = None,
+        prices: PriceTable | None = None,
+        tools: bool = False,
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.series_dropped = Counter(
@@ -37,8 +47,23 @@ class ExporterMetrics:
         for name, family in FAMILIES.items():
             if family.capped:
                 self.series_dropped.labels(name)
-        self.ledger = Ledger(on_drop=lambda metric: self.series_dropped.labels(metric).inc(), clock=clock)
+        self.ledger = Ledger(
+            on_drop=lambda metric: self.series_dropped.labels(metric).inc(),
+            clock=clock,
+            agents=agents,
+            prices=prices,
+            tools=tools,
+        )
         r.register(self.ledger)
+        self.agents = agents
+        if agents is not None:
+            self.series_dropped.labels(AGENT)  # runs whose agent was folded into agent_id="other"
+            r.register(agents)
+        if prices is not None:
+            info = prices.info
+            Gauge(
+                "letta_exporter_price_table_info", "The price table steps are priced from.", list(info), registry=r
+            ).labels(*info.values()).set(1)
         Gauge("letta_exporter_build_info", "Always 1.", ["version", "python_version"], registry=r).labels(
             __version__, platform.python_version()
         ).set(1)

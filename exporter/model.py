@@ -12,7 +12,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from exporter.types import TERMINAL_STATUSES, RunStatus, StepStatus, StopReason, TerminalStatus, TokenType
+from exporter.types import (
+    TERMINAL_STATUSES,
+    RunStatus,
+    StepStatus,
+    StopReason,
+    TerminalStatus,
+    TokenType,
+    ToolMessagesMissing,
+    ToolStatus,
+)
 
 
 class _Record(BaseModel):
@@ -34,6 +43,14 @@ class Run(_Record):
     error: str | None = None
     ttft_ns: int | None = None
     total_duration_ns: int | None = None
+    # the message types the server keeps in this run's answers (Letta: include_return_message_types); None: all
+    message_types: tuple[str, ...] | None = None
+
+    @property
+    def tool_messages_hidden(self) -> bool:
+        """The server leaves this run's tool calls or returns out: they cannot be counted."""
+        kept = self.message_types
+        return kept is not None and not {"tool_call_message", "tool_return_message"} <= set(kept)
 
     @property
     def terminal(self) -> bool:
@@ -71,6 +88,15 @@ class Step(_Record):
         }
 
 
+class ToolCall(_Record):
+    """One tool call of a run and its outcome (`unknown`: no return was recorded)."""
+
+    name: str
+    call_id: str | None = None
+    step_id: str | None = None
+    status: ToolStatus = "unknown"
+
+
 class RunMetrics(_Record):
     """Run timings a source may report apart from the run (Letta: `/v1/runs/{id}/metrics`)."""
 
@@ -101,6 +127,8 @@ class FinishedRun(BaseModel):
     step_metrics: dict[str, StepMetrics] = {}
     run_metrics: RunMetrics | None = None
     agent_name: str | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None  # None: not read (tool metrics off, or missing)
+    tool_messages_missing: ToolMessagesMissing | None = None
 
     @property
     def duration_ns(self) -> int | None:

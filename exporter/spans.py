@@ -20,7 +20,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from exporter import __version__
-from exporter.model import FinishedRun, Step, StepMetrics
+from exporter.model import FinishedRun, Step, StepMetrics, ToolCall
 
 SCOPE = InstrumentationScope("letta-exporter", __version__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -159,27 +159,49 @@ def _step_spans(
             instrumentation_scope=SCOPE,
         )
     ]
-    if tool_ns is not None:
+    calls = [call for call in finished.tool_calls or () if call.step_id == step.id]
+    if calls or tool_ns is not None:
         tool_start = (timing.llm_request_start_ns or start) + (llm_ns or 0)
-        spans.append(
-            ReadableSpan(
-                name="execute_tool",
-                context=_context(trace_id, _derived_id("tool", step.id, 8)),
-                parent=context,
-                resource=resource,
-                attributes={
-                    "gen_ai.operation.name": "execute_tool",
-                    "letta.step.id": step.id,
-                    "letta.timing": "derived",
-                },
-                kind=SpanKind.INTERNAL,
-                status=_UNSET,
-                start_time=tool_start,
-                end_time=tool_start + tool_ns,
-                instrumentation_scope=SCOPE,
+        tool_end = tool_start + (tool_ns or 0)  # parallel calls share the step's tool time
+        for index, call in enumerate(calls or [None]):
+            span_id = _derived_id("tool", f"{step.id}#{index}" if call else step.id, 8)
+            spans.append(
+                _tool_span(call, step.id, (tool_start, tool_end), _context(trace_id, span_id), context, resource)
             )
-        )
     return spans
+
+
+def _tool_span(
+    call: ToolCall | None,
+    step_id: str,
+    window: tuple[int, int],
+    context: SpanContext,
+    parent: SpanContext,
+    resource: Resource,
+) -> ReadableSpan:
+    """One tool call; without the run's messages (tool metrics off) one anonymous span per step."""
+    attributes = {"gen_ai.operation.name": "execute_tool", "letta.step.id": step_id, "letta.timing": "derived"}
+    status = _UNSET
+    if call is not None:
+        attributes["gen_ai.tool.name"] = call.name
+        if call.call_id:
+            attributes["gen_ai.tool.call.id"] = call.call_id
+        attributes["letta.tool.status"] = call.status
+        if call.status == "error":
+            attributes["error.type"] = "tool_error"
+            status = Status(StatusCode.ERROR, f"tool {call.name} returned an error")
+    return ReadableSpan(
+        name=f"execute_tool {call.name}" if call else "execute_tool",
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        kind=SpanKind.INTERNAL,
+        status=status,
+        start_time=window[0],
+        end_time=window[1],
+        instrumentation_scope=SCOPE,
+    )
 
 
 def default_resource() -> Resource:

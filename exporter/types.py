@@ -63,6 +63,19 @@ expired while its source still shows it active)."""
 TokenType = Literal["input", "output", "cached_input", "cache_write", "reasoning"]
 TOKEN_TYPES: tuple[TokenType, ...] = get_args(TokenType)
 
+ToolStatus = Literal["success", "error", "unknown"]  # unknown: the call has no return message
+TOOL_STATUSES: tuple[ToolStatus, ...] = get_args(ToolStatus)
+
+ToolMessagesMissing = Literal["filtered", "unavailable"]
+"""Why a finished run's tool calls are not counted: the server `filtered` its tool messages out
+(Letta: the run's `include_return_message_types`), or they were `unavailable` (deleted, or still
+failing on the run's last try). Never guessed: `letta_runs_tool_messages_missing_total{reason}`."""
+TOOL_MESSAGES_MISSING: tuple[ToolMessagesMissing, ...] = get_args(ToolMessagesMissing)
+
+UnpricedReason = Literal["no_model", "self_hosted", "unknown_provider", "unknown_model", "invalid_tokens"]
+"""Why a finished step adds nothing to `letta_step_cost_usd_total`: `letta_exporter_unpriced_steps_total{reason}`."""
+UNPRICED_REASONS: tuple[UnpricedReason, ...] = get_args(UnpricedReason)
+
 StepPhase = Literal["llm_request", "tool_execution", "step"]
 STEP_PHASES: tuple[StepPhase, ...] = get_args(StepPhase)
 
@@ -75,6 +88,8 @@ ProblemKind = Literal[
     "unknown_stop_reason",
     "missing_run_status",
     "invalid_trace_id",
+    "invalid_message",
+    "unknown_tool_status",
     "malformed_json",
     "not_a_list",
     "not_an_object",

@@ -37,6 +37,7 @@ class Harness:
         wrap: Callable[[Handler], Handler] | None = None,
         retries: int = 3,
         server_clock_offset: float = 0.0,
+        metrics: Callable[[], ExporterMetrics] = ExporterMetrics,
     ) -> None:
         self.clock = FakeClock()
         self.sim = SimulatedLetta(scenario, clock=lambda: self.clock.now + server_clock_offset)
@@ -45,12 +46,13 @@ class Harness:
         self.settings = settings
         self.stuck_after = stuck_after
         self.retries = retries
+        self.new_metrics = metrics
         self.boot = self.sim.clock()  # on the simulator's clock, like the ground truth
         self.restart()
 
     def restart(self) -> None:
         """A new process: fresh metrics and client, the same state file (or none)."""
-        self.metrics = ExporterMetrics()
+        self.metrics = self.new_metrics()
         self.client = LettaClient(
             "http://letta.test",
             self.metrics,

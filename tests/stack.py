@@ -27,8 +27,19 @@ SIMULATOR_ARGS = (
     "--error-every",
     "40",
 )
-# Short stuck/expire windows so that the simulator's never-finishing runs become stuck, then expired.
-EXPORTER_ARGS = ("--poll-interval", "500ms", "--state-path", ":memory:", "--stuck-after", "2s", "--expire-after", "4s")
+# Short stuck/expire windows so that the simulator's never-finishing runs become stuck, then expired;
+# per-agent labels so that the by-agent panels have data.
+EXPORTER_ARGS = (
+    "--poll-interval",
+    "500ms",
+    "--state-path",
+    ":memory:",
+    "--stuck-after",
+    "2s",
+    "--expire-after",
+    "4s",
+    "--agent-labels",
+)
 
 
 class Stack(NamedTuple):

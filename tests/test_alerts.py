@@ -66,6 +66,7 @@ def test_the_expected_alert_set() -> None:
         "LettaRunsStuck",
         "LettaRunTTFTHigh",
         "LettaStepLLMRequestSlow",
+        "LettaToolErrorRatioHigh",
         "LettaUnreachable",
         "LettaExporterStale",
         "LettaExporterAbsent",
@@ -238,3 +239,16 @@ def test_cli_reports_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixtur
     config.write_text("absent_for: soon\n")
     assert generate.main(["--config", str(config), "--output", "-"]) == 2
     assert "absent_for: 'soon' is not a Prometheus duration" in capsys.readouterr().err
+
+
+SPEND_TESTS = ROOT / "alerts" / "letta-exporter.spend.test.yml"
+
+
+def test_the_spend_alert_is_opt_in_and_fires_above_its_threshold(tmp_path: Path) -> None:
+    assert "LettaSpendRateHigh" not in RULES.read_text()
+    (tmp_path / RULES.name).write_text(generate.render(generate.Settings(spend_usd_per_hour=5)))
+    shutil.copy(SPEND_TESTS, tmp_path / "spend.test.yml")
+    result = _run("test", "rules", tmp_path / "spend.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / RULES.name).write_text(generate.render(generate.Settings(spend_usd_per_hour=7)))
+    assert _run("test", "rules", tmp_path / "spend.test.yml").returncode != 0  # the threshold is the setting's

@@ -187,7 +187,7 @@ def test_panel_queries_lists_every_target_once() -> None:
 
 def test_concrete_replaces_every_grafana_variable() -> None:
     for query in _queries():
-        assert "$" not in dash.concrete(query.expr), query
+        assert not re.search(r"\$[A-Za-z_{]", dash.concrete(query.expr)), query  # `$1` is label_replace's
     assert dash.concrete('x{job=~"$job"}[$__rate_interval]', {"job": "letta"}) == 'x{job=~"letta"}[1m]'
     with pytest.raises(KeyError, match="nope"):
         dash.concrete("rate(x[$nope])")
@@ -228,10 +228,11 @@ def test_by_model_dashboard_filters_on_model_and_hides_agent_panels_in_a_collaps
     agent_rows = [r for r in rows if "agent" in r["title"].lower()]
     assert len(agent_rows) == 1 and agent_rows[0]["collapsed"] and agent_rows[0]["panels"]
     agent_titles = {p["title"] for p in agent_rows[0]["panels"]}
+    modelless = (m.TOOL_CALLS, m.TOOL_DURATION, m.TOOL_MESSAGES_MISSING, m.UNPRICED_STEPS, m.PRICE_TABLE_INFO)
     for query in dash.panel_queries(dashboard):
         if query.panel in agent_titles:
-            assert 'agent=~"$agent"' in query.expr or m.AGENT_INFO in query.expr, query
-        else:
+            assert f'{m.AGENT_LABEL}=~"$agent"' in query.expr or m.AGENT_INFO in query.expr, query
+        elif not any(name in query.expr for name in modelless):  # series without a model label
             assert 'model=~"$model"' in query.expr, query
     assert len(agent_titles) >= 4
 
@@ -278,10 +279,10 @@ def _series(metric: str, labels: str = "", values: str = "0+1x120", instance: st
 def _finished_runs(instance: str = INSTANCE, awaiting: str = "0+1x120") -> list[dict[str, str]]:
     """Finished runs of every kind the ratios tell apart; ``awaiting``: the runs awaiting approval."""
     return [
-        _series(m.RUNS_FINISHED, 'status="completed", stop_reason="end_turn", agent="agent-1"', "0+2x120", instance),
-        _series(m.RUNS_FINISHED, 'status="failed", stop_reason="llm_api_error", agent="agent-1"', instance=instance),
-        _series(m.RUNS_FINISHED, 'status="expired", stop_reason="none", agent="other"', instance=instance),
-        _series(m.RUNS_FINISHED, f'{AWAITING}, agent="agent-1"', awaiting, instance),
+        _series(m.RUNS_FINISHED, 'status="completed", stop_reason="end_turn", agent_id="agent-1"', "0+2x120", instance),
+        _series(m.RUNS_FINISHED, 'status="failed", stop_reason="llm_api_error", agent_id="agent-1"', instance=instance),
+        _series(m.RUNS_FINISHED, 'status="expired", stop_reason="none", agent_id="other"', instance=instance),
+        _series(m.RUNS_FINISHED, f'{AWAITING}, agent_id="agent-1"', awaiting, instance),
     ]
 
 
@@ -301,7 +302,7 @@ def _exporter_like_series() -> list[dict[str, str]]:
     return [
         _series(m.RUNS_CREATED, "", "0+4x120"),
         *_finished_runs(),
-        *_histogram(m.RUN_DURATION, 'status="completed", agent="agent-1"'),
+        *_histogram(m.RUN_DURATION, 'status="completed", agent_id="agent-1"'),
         *_histogram(m.RUN_TTFT),
         _series(m.RUN_STATUS_CHANGES, 'from="cancelled", to="completed"'),
         *_histogram(m.RUN_STEPS, 'status="completed"'),
@@ -311,7 +312,7 @@ def _exporter_like_series() -> list[dict[str, str]]:
         _series(m.STEPS, f'status="success", stop_reason="end_turn", {model}', "0+3x120"),
         _series(m.STEPS, f'status="failed", stop_reason="llm_api_error", {model}'),
         *(
-            _series(m.STEP_TOKENS, f'type="{t}", {model}, agent="agent-1"', "0+100x120")
+            _series(m.STEP_TOKENS, f'type="{t}", {model}, agent_id="agent-1"', "0+100x120")
             for t in ("input", "output", "cached_input", "cache_write", "reasoning")
         ),
         *(
@@ -333,6 +334,13 @@ def _exporter_like_series() -> list[dict[str, str]]:
         _series(m.SPANS_DROPPED),
         _series(m.SERIES_DROPPED, 'metric="letta_steps"'),
         _series(m.AGENT_INFO, 'agent_id="agent-1", agent_name="support-bot"', "1x120"),
+        _series(m.STEP_COST, f'{model}, agent_id="agent-1"', "0+0.01x120"),
+        _series(m.UNPRICED_STEPS, 'reason="self_hosted"'),
+        _series(m.PRICE_TABLE_INFO, 'table="genai-prices", version="0.2.3", override="", override_models="0"', "1x120"),
+        _series(m.TOOL_CALLS, 'tool="web_search", status="success", agent_id="agent-1"', "0+3x120"),
+        _series(m.TOOL_CALLS, 'tool="web_search", status="error", agent_id="agent-1"'),
+        *_histogram(m.TOOL_DURATION, 'tool="web_search"'),
+        _series(m.TOOL_MESSAGES_MISSING, 'reason="filtered"'),
     ]
 
 
@@ -449,7 +457,7 @@ def test_catalogued_names_are_the_ones_the_exporter_exposes() -> None:
         for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", exposition, flags=re.M)
         if not (kind == "gauge" and name.endswith("_created"))
     }
-    opt_in = {m.AGENT_INFO}
+    opt_in = {m.AGENT_INFO, m.PRICE_TABLE_INFO}
     assert set(m.ALL) - opt_in == exposed
     assert exposed <= _names_used(), f"not on any dashboard or alert: {exposed - _names_used()}"
 

@@ -237,30 +237,34 @@ class LettaClient:
 
     async def run_steps(self, run_id: str, page_size: int = 100) -> list[dict[str, Any]]:
         """All steps of a run in execution order. Step cursors keep their documented meaning."""
-        endpoint = "/v1/runs/{run_id}/steps"
-        steps: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        params: dict[str, Any] = {"order": "asc", "limit": page_size}
-        while True:
-            path = f"/v1/runs/{_segment(run_id)}/steps"
-            page = [s for s in await self.get_list(endpoint, path, params) if isinstance(s, dict)]
-            fresh = [s for s in page if _id(s) not in seen]
-            seen.update(_id(s) for s in fresh)
-            steps.extend(fresh)
-            if len(page) < page_size or not fresh:
-                return steps
-            params = {**params, "after": _id(fresh[-1])}
+        path = f"/v1/runs/{_segment(run_id)}/steps"
+        return await self._every("/v1/runs/{run_id}/steps", path, {"order": "asc"}, page_size)
+
+    async def run_messages(self, run_id: str, filtered: bool, page_size: int = 100) -> list[dict[str, Any]]:
+        """All messages of a run, oldest first. Letta filters a run's messages by its request's
+        types *after* paging, so for such a run a short page is not the end: read until an empty one."""
+        path = f"/v1/runs/{_segment(run_id)}/messages"
+        return await self._every("/v1/runs/{run_id}/messages", path, {"order": "asc"}, page_size, filtered)
 
     async def agent_names(self, page_size: int = 100) -> dict[str, str]:
         """Every agent's id → name. `include_relationships=` (empty) keeps pages ~10x smaller."""
-        names: dict[str, str] = {}
-        params: dict[str, Any] = {"limit": page_size, "include_relationships": ""}
+        agents = await self._every("/v1/agents/", "/v1/agents/", {"include_relationships": ""}, page_size)
+        return {_id(a): str(a.get("name") or _id(a)) for a in agents}
+
+    async def _every(
+        self, endpoint: str, path: str, params: dict[str, Any], page_size: int, short_pages: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every item of a list whose `after` cursor keeps its documented meaning (not runs')."""
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        params = {**params, "limit": page_size}
         while True:
-            page = [a for a in await self.get_list("/v1/agents/", "/v1/agents/", params) if isinstance(a, dict)]
-            fresh = [a for a in page if _id(a) not in names]
-            names.update((_id(a), str(a.get("name") or _id(a))) for a in fresh)
-            if len(page) < page_size or not fresh:
-                return names
+            page = [item for item in await self.get_list(endpoint, path, params) if isinstance(item, dict)]
+            fresh = [item for item in page if _id(item) not in seen]
+            seen.update(_id(item) for item in fresh)
+            items.extend(fresh)
+            if not fresh or (len(page) < page_size and not short_pages):
+                return items
             params = {**params, "after": _id(fresh[-1])}
 
     async def _object(self, endpoint: str, path: str) -> dict[str, Any]:

@@ -55,7 +55,8 @@ class LettaSettings:
     recheck_window: float = 300.0
     first_recheck: float = 15.0
     detail_attempts: int = 3
-    agent_names: bool = False  # span names want them; metrics do not
+    agent_names: bool = False  # span names want them (metrics do when they carry agent labels)
+    tool_metrics: bool = False  # read each finished run's messages for its tool calls
 
 
 class LettaPoller:
@@ -72,7 +73,16 @@ class LettaPoller:
         self._metrics = metrics
         self._problems = ProblemLog(metrics)
         self._read = records.Reading(self._problems)
-        self._details = RunDetails(client, self._read, settings.step_timings, clock)
+        agents = metrics.agents
+        self._details = RunDetails(
+            client,
+            self._read,
+            settings.step_timings,
+            clock,
+            tools=settings.tool_metrics,
+            on_agent_names=agents.learn if agents is not None else None,
+        )
+        self._agent_names = settings.agent_names or agents is not None
         self._settings = settings
         self._clock = clock
         self._checkpoint: Callable[[], None] = lambda: None
@@ -297,7 +307,7 @@ class LettaPoller:
 
     async def _finish(self, runs: list[Run]) -> None:
         runs = self._runs.unfinished(runs)
-        if self._settings.agent_names:
+        if self._agent_names:
             await self._details.know_agents(runs)
         attempts = self._settings.detail_attempts
         results = await asyncio.gather(

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from exporter.model import Run, RunMetrics, Step, StepMetrics
+from exporter.model import Run, RunMetrics, Step, StepMetrics, ToolCall
 from exporter.problems import ProblemLog
 from exporter.types import (
     ACTIVE_STATUSES,
@@ -29,6 +29,7 @@ from exporter.types import (
     STOP_REASONS,
     TERMINAL_STATUSES,
     ProblemKind,
+    ToolStatus,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +39,7 @@ Problems = list[ProblemKind]
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 # Letta 0.16.8 RunStatus plus 0.6's `not_started` (a JobStatus, the same as `created`).
 _RUN_STATUSES = ("created", "running", "pending", *TERMINAL_STATUSES, "not_started")
+_RETURN_STATUSES: dict[str, ToolStatus] = {"success": "success", "error": "error"}
 MAX_COUNT = 2**63  # nothing real is larger (centuries in ns); beyond it a float would overflow downstream
 
 
@@ -149,7 +151,15 @@ def _run(raw: object, problems: Problems) -> dict[str, Any]:
         "error": None if error is None else str(error),
         "ttft_ns": _count(data.get("ttft_ns")),
         "total_duration_ns": _count(data.get("total_duration_ns")),
+        "message_types": _message_types(data.get("request_config")),
     }
+
+
+def _message_types(request_config: object) -> tuple[str, ...] | None:
+    """Letta filters a run's messages by the types its request asked for, after paging (an empty
+    list filters nothing: docs/letta-api.md §2.8)."""
+    kept = _mapping(request_config).get("include_return_message_types")
+    return tuple(str(t) for t in kept) if isinstance(kept, list) and kept else None
 
 
 def _first(*values: object) -> int:
@@ -196,6 +206,41 @@ def _numbers(*fields: str) -> Callable[[object, Problems], dict[str, Any]]:
     return read
 
 
+def tool_calls(messages: list[Any], problems: Problems) -> tuple[ToolCall, ...]:
+    """A run's tool calls with their outcomes, from its messages in any order. Parallel calls
+    share one call message (`tool_calls`) and one return message (`tool_returns`, a status per
+    call id); a call without a return is `unknown`; a repeated call id counts once."""
+    calls: dict[str, dict[str, Any]] = {}
+    statuses: dict[str, ToolStatus] = {}
+    for message in messages:
+        if not isinstance(message, dict):
+            problems.append("invalid_message")
+            continue
+        kind, step_id = message.get("message_type"), message.get("step_id")
+        if kind == "tool_call_message":
+            listed = message.get("tool_calls") or [message.get("tool_call")]
+            for index, call in enumerate(listed if isinstance(listed, list) else [listed]):
+                name = _mapping(call).get("name")
+                if not isinstance(name, str) or not name:
+                    problems.append("invalid_message")
+                    continue
+                call_id = _mapping(call).get("tool_call_id")
+                key = str(call_id) if call_id else f"{message.get('id')}#{index}"
+                calls.setdefault(key, {"name": name, "call_id": call_id and str(call_id), "step_id": step_id})
+        elif kind == "tool_return_message":
+            returns = message.get("tool_returns") or [message]
+            for returned in returns if isinstance(returns, list) else []:
+                call_id, status = _mapping(returned).get("tool_call_id"), _mapping(returned).get("status")
+                if status is not None and str(status).lower() not in _RETURN_STATUSES:
+                    problems.append("unknown_tool_status")
+                if call_id:
+                    statuses[str(call_id)] = _RETURN_STATUSES.get(str(status).lower(), "unknown")
+    return tuple(
+        ToolCall(name=c["name"], call_id=c["call_id"], step_id=c["step_id"], status=statuses.get(key, "unknown"))
+        for key, c in calls.items()
+    )
+
+
 @dataclass(frozen=True)
 class Reader(Generic[M_co]):
     """One kind of Letta record: how to normalise it, and the problem kind of an unusable one."""
@@ -238,6 +283,15 @@ class Reading:
         except InvalidRecord as exc:
             self._problems.report(reader.invalid, key, str(exc))
             return None
-        for problem in found:
-            self._problems.report(problem, key, f"{reader.model.__name__} {key}")
+        self._report(found, key, f"{reader.model.__name__} {key}")
         return parsed
+
+    def tool_calls(self, run_id: str, messages: list[Any]) -> tuple[ToolCall, ...]:
+        found: Problems = []
+        calls = tool_calls(messages, found)
+        self._report(found, run_id, f"messages of {run_id}")
+        return calls
+
+    def _report(self, found: Problems, key: str, context: str) -> None:
+        for problem in found:
+            self._problems.report(problem, key, context)

@@ -291,3 +291,57 @@ def diff(expected: Samples, exported: Samples) -> str:
         mark = "  " if want == got else "!!"
         lines.append(f"{mark} {key[0]}{{{', '.join(f'{k}={v}' for k, v in key[1])}}}: expected {want:g}, got {got:g}")
     return "\n".join(lines)
+
+
+def run_messages(client: httpx2.Client, run_id: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = client.get(f"/runs/{run_id}/messages", params={"limit": 1000}).json()
+    return messages
+
+
+def agent_names(client: httpx2.Client) -> dict[str, str]:
+    return {a["id"]: a["name"] for a in client.get("/agents/", params={"limit": 1000}).json()}
+
+
+def tool_outcomes(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(tool, status) per tool call: `tool_calls` of call messages (else the single `tool_call`), the
+    status of the return with the same call id (`tool_returns`, else the message's own), else unknown."""
+    calls: dict[str, str] = {}
+    returned: dict[str, str] = {}
+    for m in messages:
+        if m["message_type"] == "tool_call_message":
+            for call in m.get("tool_calls") or [m["tool_call"]]:
+                calls[call["tool_call_id"]] = call["name"]
+        elif m["message_type"] == "tool_return_message":
+            for r in m.get("tool_returns") or [m]:
+                returned[r["tool_call_id"]] = r["status"]
+    return [(name, returned.get(call_id, "unknown")) for call_id, name in calls.items()]
+
+
+def run_agent(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+    """0.12+ runs carry `agent_id`; 0.11's Job-shaped runs carry none, but their steps do."""
+    found = run.get("agent_id") or (run.get("metadata") or {}).get("agent_id")
+    return str(found or next((s["agent_id"] for s in steps if s.get("agent_id")), "none"))
+
+
+def expected_breakdowns(
+    runs: list[dict[str, Any]],
+    steps: dict[str, list[dict[str, Any]]],
+    messages: dict[str, list[dict[str, Any]]],
+    names: dict[str, str],
+) -> Samples:
+    """What `--agent-labels --tool-metrics` must show: runs and tool calls by agent, and agent names."""
+    counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+    for run in runs:
+        status, reason, agent = run["status"], run.get("stop_reason"), run_agent(run, steps[run["id"]])
+        if status not in TERMINAL and reason in STOP_REASON_STATUS:
+            status = STOP_REASON_STATUS[reason]
+        labels = (("agent_id", agent), ("status", status), ("stop_reason", reason or "none"))
+        counts[("letta_runs_finished_total", labels)] += 1
+        for tool, outcome in tool_outcomes(messages[run["id"]]):
+            counts[("letta_tool_calls_total", (("agent_id", agent), ("status", outcome), ("tool", tool)))] += 1
+    for agent in {run_agent(r, steps[r["id"]]) for r in runs} - {"none"}:
+        counts[("letta_agent_info", (("agent_id", agent), ("agent_name", names[agent])))] = 1
+    return {key: float(value) for key, value in counts.items()}
+
+
+BREAKDOWNS = ("letta_runs_finished_total", "letta_tool_calls_total", "letta_agent_info")

@@ -25,13 +25,17 @@ from typing import Any
 import pytest
 
 from tests.e2e.driver import (
+    BREAKDOWNS,
     Driver,
     Phase,
     Samples,
+    agent_names,
     all_runs,
     diff,
+    expected_breakdowns,
     expected_samples,
     exported_samples,
+    run_messages,
     run_steps,
 )
 from tests.e2e.letta_server.stack import LettaStack
@@ -43,15 +47,14 @@ pytestmark = pytest.mark.e2e
 EXPORTER_ARGS = ("--poll-interval", "500ms", "--state-path", ":memory:", "--backfill", "1h", "--log-format", "json")
 
 
-def start_exporter(letta_url: str, protocol: str, port: int) -> tuple[Process, str]:
+def start_exporter(letta_url: str, protocol: str | None, port: int = 0, *extra: str) -> tuple[Process, str]:
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol or "",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "5",
     }
-    process = Process(
-        exporter_cmd("run", "--letta-url", letta_url, "--listen-address", "127.0.0.1:0", *EXPORTER_ARGS), env=env
-    )
+    command = exporter_cmd("run", "--letta-url", letta_url, "--listen-address", "127.0.0.1:0", *EXPORTER_ARGS, *extra)
+    process = Process(command, env=env if protocol else {"OTEL_TRACES_EXPORTER": "none"})
     listen = process.wait_for_line(r'"message": "letta-exporter started".*"listen": "([^"]+)"').group(1)
     return process, f"http://{listen}"
 
@@ -172,6 +175,20 @@ def test_exporter_equals_lettas_ground_truth(letta: LettaStack) -> None:
             lambda: {**exported(live_url), **status_changes(live_url)},
         )
         timings["ground truth + compare"] = time.monotonic() - mark
+
+        # ---------------------------------------------------------------- agents and tools
+        mark = time.monotonic()
+        messages = {run["id"]: run_messages(driver.client, run["id"]) for run in runs}
+        broken_down = expected_breakdowns(runs, steps, messages, agent_names(driver.client))
+        assert any(k[0] == "letta_tool_calls_total" for k in broken_down), "the driver's [tool] runs call tools"
+        detailed, detailed_url = start_exporter(letta_url, None, 0, "--agent-labels", "--tool-metrics")
+        cleanup.callback(detailed.stop)
+        wait_equal(
+            "agent labels and tool calls to equal Letta's messages and agents",
+            broken_down,
+            lambda: {k: v for k, v in scrape(detailed_url).items() if k[0] in BREAKDOWNS and v},
+        )
+        timings["agents and tools"] = time.monotonic() - mark
 
         # ---------------------------------------------------------------- spans
         mark = time.monotonic()

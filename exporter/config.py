@@ -266,7 +266,10 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
         if raw is None:
             values[option.name] = None
             continue
-        text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if isinstance(raw, list):  # a YAML list (agent_allowlist): the comma list a flag would give
+            text = ",".join(map(str, raw))
+        else:
+            text = str(raw).lower() if isinstance(raw, bool) else str(raw)
         try:
             values[option.name] = option.parse(text)
         except ValueError as exc:

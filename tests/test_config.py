@@ -115,3 +115,15 @@ def test_reference_table_lists_every_option() -> None:
     table = config.reference_table()
     for option in config.OPTIONS:
         assert f"`{option.flag}`" in table and f"`{option.env}`" in table
+
+
+def test_the_agent_allowlist_is_a_comma_list_or_a_yaml_list(tmp_path: Path) -> None:
+    assert config.load(environ={"LETTA_EXPORTER_AGENT_ALLOWLIST": "agent-1, support-bot,,agent-1"}).agent_allowlist == (
+        "agent-1",
+        "support-bot",
+    )
+    path = tmp_path / "settings.yaml"
+    path.write_text("agent_allowlist: [agent-1, support-bot]\nagent_labels: true\n")
+    settings = config.load(environ={"LETTA_EXPORTER_CONFIG": str(path)})
+    assert settings.agent_allowlist == ("agent-1", "support-bot") and settings.agent_labels
+    assert config.load(environ={}).agent_allowlist == () and config.load(environ={}).cost

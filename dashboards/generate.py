@@ -73,8 +73,14 @@ def decided_runs(func: str, by: str = "", *matchers: str, window: str = RATE) ->
 
 def named(expr: str) -> str:
     """``expr`` (by agent_id) with each agent's current name from ``letta_agent_info`` as ``agent_name``;
-    agents without a name (``other``, ``none``) keep their id as the name."""
-    info = f"max by ({m.AGENT_LABEL}, {m.AGENT_NAME}) ({m.AGENT_INFO}{sel()})"
+    agents without a name (``other``, ``none``) keep their id as the name.
+
+    ``expr`` has summed job and instance away, so the names are matched on agent_id alone. The info is
+    reduced to one name per agent_id first: two exporters (replicas, or a rename one of them has not
+    seen yet) may name the same id differently, and a group_left with two right-hand series for one
+    id is an error that would empty the whole panel."""
+    names = f"max by ({m.AGENT_LABEL}, {m.AGENT_NAME}) ({m.AGENT_INFO}{sel()})"
+    info = f"topk by ({m.AGENT_LABEL}) (1, {names})"
     joined = f"({expr}) * on ({m.AGENT_LABEL}) group_left ({m.AGENT_NAME}) {info}"
     unnamed = f'label_replace({expr}, "{m.AGENT_NAME}", "$1", "{m.AGENT_LABEL}", "(.*)")'
     return f"(({joined}) or on ({m.AGENT_LABEL}) {unnamed})"  # parenthesised: `or` binds loosest
@@ -448,7 +454,7 @@ def overview() -> Spec:
                 (Target(ratio(failed_range, decided_range), instant=True),),
                 kind="stat",
                 unit="percentunit",
-                width=4,
+                width=3,
                 height=4,
                 threshold=ALERTS.failed_ratio,
                 no_value="no runs",
@@ -486,9 +492,22 @@ def overview() -> Spec:
                 (Target(f"time() - max({m.LAST_POLL_SUCCESS}{sel()})"),),
                 kind="stat",
                 unit="s",
-                width=5,
+                width=3,
                 height=4,
                 threshold=int(parse_duration(ALERTS.stale_after)),
+            ),
+            Panel(
+                "LLM spend",
+                "USD of the steps that finished in the selected time range, priced by the exporter from its "
+                "price table (not a bill). Unpriced steps add nothing: see the Cost row of the by-model "
+                "dashboard. Empty when the exporter runs with --no-cost.",
+                (Target(f"sum(increase({m.STEP_COST}{sel()}[$__range]))", instant=True),),
+                kind="stat",
+                unit="currencyUSD",
+                width=3,
+                height=4,
+                decimals=2,
+                no_value="no cost data",
             ),
         ),
     )
@@ -953,7 +972,7 @@ def by_model() -> Spec:
             Panel(
                 "Spend over the dashboard range",
                 "USD of the steps that finished in the selected time range.",
-                (Target(f"sum (increase({m.STEP_COST}{sel(MODEL)}[$__range]))", instant=True),),
+                (Target(f"sum(increase({m.STEP_COST}{sel(MODEL)}[$__range]))", instant=True),),
                 kind="stat",
                 unit="currencyUSD",
                 width=6,

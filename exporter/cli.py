@@ -17,6 +17,7 @@ from exporter import __version__, app, config, logs
 from exporter.letta import LettaError, records
 from exporter.metrics import ExporterMetrics
 from exporter.otlp import OtlpConfigError
+from exporter.pricing import PriceTable
 from exporter.state import StateError
 
 DEMO_STATE = "letta-exporter-demo.db"
@@ -148,6 +149,13 @@ async def _check(settings: config.Settings) -> int:
                 f"trace_id on {traced}/{len(steps)}"
                 + ("" if traced else " (Letta tracing is off: spans get derived trace ids)")
             )
+            if settings.cost:
+                prices = PriceTable.load(Path(settings.price_table) if settings.price_table else None)
+                priced = Counter(
+                    str(p) if isinstance(p, str) else "priced"
+                    for p in (prices.price(s, finished.created_at) for s in steps)
+                )
+                print("cost        : " + (", ".join(f"{k} {v}" for k, v in sorted(priced.items())) or "no steps"))
             if steps and settings.step_timings:
                 timing = await client.step_metrics(steps[0].id)
                 shown = ", ".join(f"{k}={timing.get(k)}" for k in ("llm_request_ns", "tool_execution_ns", "step_ns"))

@@ -28,7 +28,7 @@ SIMULATOR_ARGS = (
     "40",
 )
 # Short stuck/expire windows so that the simulator's never-finishing runs become stuck, then expired;
-# per-agent labels so that the by-agent panels have data.
+# per-agent labels and tool metrics so that the by-agent and tools panels have data.
 EXPORTER_ARGS = (
     "--poll-interval",
     "500ms",
@@ -39,6 +39,7 @@ EXPORTER_ARGS = (
     "--expire-after",
     "4s",
     "--agent-labels",
+    "--tool-metrics",
 )
 
 

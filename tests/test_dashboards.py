@@ -210,6 +210,7 @@ OVERVIEW_MUST_SHOW = {
     "letta_up": rf"{m.UP}\{{",
     "API errors": rf'{m.API_REQUESTS}\{{[^}}]*code!~"2\.\."',
     "parse errors": rf"{m.PARSE_ERRORS}\{{",
+    "spend over the range": rf"sum\(increase\({m.STEP_COST}\{{[^}}]*\}}\[\$__range\]\)\)",
 }
 
 
@@ -243,6 +244,7 @@ def test_alert_thresholds_are_drawn_on_the_matching_panels() -> None:
         "Failed and expired share of finished runs": settings.failed_ratio,
         "Time to first token": settings.ttft_p95_seconds,
         "LLM request latency by model": settings.llm_request_p95_seconds,
+        "Tool error share by tool": settings.tool_error_ratio,
     }
     panels = {p["title"]: p for d in _dashboards().values() for p in dash.iter_panels(d)}
     for title, threshold in expected.items():
@@ -433,6 +435,67 @@ def test_runs_awaiting_approval_are_in_no_run_ratio_and_have_their_own_series(tm
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _labelled(**labels: str) -> str:
+    """A one-sample vector with ``labels``, to pick series out of a query's result with ``and on``."""
+    expr = "vector(1)"
+    for name, value in labels.items():
+        expr = f'label_replace({expr}, "{name}", "{value}", "", "")'
+    return expr
+
+
+def _per_agent_series(instance: str, name: str) -> list[dict[str, str]]:
+    """Every per-agent family for agent-1 (named ``name`` by this exporter) and for other (no name)."""
+    model = 'model="gpt-4o", provider="openai"'
+    series = [_series(m.AGENT_INFO, f'agent_id="agent-1", agent_name="{name}"', "1x120", instance)]
+    for agent in ("agent-1", "other"):
+        a = f'agent_id="{agent}"'
+        series += [
+            _series(m.RUNS_FINISHED, f'status="completed", stop_reason="end_turn", {a}', "0+2x120", instance),
+            _series(m.RUNS_FINISHED, f'status="failed", stop_reason="error", {a}', instance=instance),
+            _series(m.RUNS_FINISHED, f"{AWAITING}, {a}", instance=instance),
+            _series(m.STEP_TOKENS, f'type="input", {model}, {a}', "0+100x120", instance),
+            _series(m.STEP_COST, f"{model}, {a}", "0+0.01x120", instance),
+            _series(m.TOOL_CALLS, f'tool="web_search", status="success", {a}', instance=instance),
+            *(
+                _series(m.bucket(m.RUN_DURATION), f'status="completed", {a}, le="{le}"', f"0+{n}x120", instance)
+                for le, n in (("10", 1), ("+Inf", 2))
+            ),
+        ]
+    return series
+
+
+def test_by_agent_panels_show_each_agent_once_by_name_or_else_by_id(tmp_path: Path) -> None:
+    """Every query joining names from letta_agent_info, on two exporters that name agent-1 differently
+    (names change, ids never; one exporter saw the rename first) and know no name for other. Each
+    query must show agent-1 under exactly one name and never under its id, and other under its id:
+    a query that errors on the two names, or drops the agents without a name, fails."""
+    queries = [q for q in _queries() if f"group_left ({m.AGENT_NAME})" in q.expr]
+    assert {q.panel for q in queries} >= {
+        "Finished runs/s by agent and status",
+        "Failed run share by agent",
+        "Run duration by agent (p95)",
+        "Tokens/s by agent and type",
+        "Cost by agent (USD/h)",
+    }
+    agent_1 = _labelled(agent_id="agent-1")
+    alerts = {}
+    for i, q in enumerate(_queries()):
+        if q not in queries:
+            continue
+        expr = dash.concrete(q.expr)
+        alerts[f"Named{i}"] = f"count(count by ({m.AGENT_NAME}) (({expr}) and on ({m.AGENT_LABEL}) {agent_1})) == 1"
+        alerts[f"ById{i}"] = f"count(({expr}) and on ({m.AGENT_NAME}) {_labelled(agent_name='agent-1')}) > 0"
+        alerts[f"Other{i}"] = f"count(({expr}) and on ({m.AGENT_LABEL}, {m.AGENT_NAME}) " + (
+            f"{_labelled(agent_id='other', agent_name='other')}) > 0"
+        )
+    series = [*_per_agent_series("a:9813", "support-bot"), *_per_agent_series("b:9813", "help-bot")]
+    firing = {name for name in alerts if not name.startswith("ById")}
+    result = _evaluate(tmp_path, series, alerts, firing)
+    wrong = _failed(result, "(?:Named|ById|Other)")
+    assert wrong == [], "by-agent queries that show an agent wrongly:\n" + _listing(_queries(), wrong)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ------------------------------------------------------------------------------ metric names
 
 
@@ -441,7 +504,8 @@ def _names_used() -> set[str]:
     exprs += [
         v["query"]["query"] for d in _dashboards().values() for v in d["templating"]["list"] if v["type"] == "query"
     ]
-    exprs += [r["expr"] for g in alerts.rule_groups(alerts.Settings())["groups"] for r in g["rules"]]
+    everything = alerts.Settings(spend_usd_per_hour=1)  # the opt-in alerts too
+    exprs += [r["expr"] for g in alerts.rule_groups(everything)["groups"] for r in g["rules"]]
     names = {name for expr in exprs for name, _ in METRIC.findall(expr)}
     return {re.sub(r"_(bucket|sum|count)$", "", n) if n.endswith(("_bucket", "_sum", "_count")) else n for n in names}
 

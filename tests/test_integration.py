@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 from pathlib import Path
@@ -110,6 +111,7 @@ def test_check_reports_what_the_server_shows() -> None:
             assert ok.proc.wait(30) == 0, ok.text()
         out = ok.text()
         assert "Letta 0.16.8" in out and "result      : OK" in out and "trace_id on" in out
+        assert re.search(r"cost        : priced \d+", out), out  # the simulated models are all in the table
         assert "sk-let-do-not-print" not in out
     finally:
         sim.stop()

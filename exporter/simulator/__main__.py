@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         "--ttft", type=float, default=0.0, help="fraction of runs reporting ttft_ns, as Letta <= 0.11 does (0.16: 0)"
     )
     parser.add_argument(
+        "--rename-every", type=float, default=3600.0, help="seconds between renames of half the agents (0: never)"
+    )
+    parser.add_argument(
         "--error-every", type=int, default=0, help="fault injection: answer every Nth request with HTTP 500 (0: never)"
     )
     parser.add_argument("--slow-every", type=int, default=0, help="fault injection: hold back every Nth answer")
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         duration_scale=a.duration_scale,
         ttft=a.ttft,
         models=a.models,
+        rename_every_s=a.rename_every,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,7 +2,8 @@
 
 Quirks included where an exporter can go wrong (docs/letta-api.md §1): inverted run cursors,
 `GET /v1/steps/` always 400, `total_duration_ns` only in lists, naive `completed_at`, sync runs
-never `running`, a stream cancel leaving its step `pending` forever, FastAPI's 422s and redirects.
+never `running`, a stream cancel leaving its step `pending` forever, FastAPI's 422s and redirects,
+run messages filtered after paging, with time-ordered cursors whatever the order.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ from typing import Any
 
 import httpx2
 
-from exporter.simulator import truth
+from exporter.simulator import messages, truth
 from exporter.simulator.plan import (
     INF,
     OUTCOMES,
     RunPlan,
     Scenario,
     StepPlan,
+    agent_name,
     model_of,
     ns_after,
     pick,
     plan_run,
+    renames,
     uid,
 )
+from exporter.simulator.query import Reply, boolean, integer, invalid, page
 from exporter.types import STOP_REASONS
 
 VERSION = "0.16.8"
@@ -48,6 +52,7 @@ ROUTES = (  # route templates; SimulatedLetta.requests is keyed by "METHOD <temp
     "/v1/runs/{run_id}",
     "/v1/runs/{run_id}/steps",
     "/v1/runs/{run_id}/metrics",
+    "/v1/runs/{run_id}/messages",
     "/v1/steps/",
     "/v1/steps/{step_id}",
     "/v1/steps/{step_id}/metrics",
@@ -59,78 +64,10 @@ _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class _Reply(Exception):
-    """Raised to answer early with an error status (the body mimics FastAPI's)."""
-
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, headers
-
-
 def _iso(us: int, z: bool = True) -> str:
     """created_at carries a ``Z``; completed_at is naive UTC (docs/letta-api.md §1.11)."""
     text = (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return text + "Z" if z else text
-
-
-def _invalid(name: str, kind: str, msg: str, raw: str, **ctx: Any) -> _Reply:
-    detail = {"type": kind, "loc": ["query", name], "msg": msg, "input": raw} | ({"ctx": ctx} if ctx else {})
-    return _Reply(422, {"detail": [detail]})
-
-
-def _int(q: httpx2.QueryParams, name: str, default: int, hi: int | None = None) -> int:
-    """``Query(default, ge=1, le=hi)`` as FastAPI validates it."""
-    raw = q.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"[+-]?\d+", raw.strip()):
-        msg = "Input should be a valid integer, unable to parse string as an integer"
-        raise _invalid(name, "int_parsing", msg, raw)
-    value = int(raw)
-    if value < 1:
-        raise _invalid(name, "greater_than_equal", "Input should be greater than or equal to 1", raw, ge=1)
-    if hi is not None and value > hi:
-        raise _invalid(name, "less_than_equal", f"Input should be less than or equal to {hi}", raw, le=hi)
-    return value
-
-
-def _bool(q: httpx2.QueryParams, name: str) -> bool | None:
-    raw = q.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("1", "true", "t", "yes", "y", "on"):
-        return True
-    if raw.lower() in ("0", "false", "f", "no", "n", "off"):
-        return False
-    raise _invalid(name, "bool_parsing", "Input should be a valid boolean, unable to interpret input", raw)
-
-
-def _page(
-    n: int, find: Callable[[str], int | None], q: httpx2.QueryParams, inverted: bool, unknown: str | None
-) -> range:
-    """Indexes into a list of ``n`` rows sorted oldest first, in the requested order, after the cursors.
-
-    Normal lists: ``after=X`` keeps the rows following X in that order (the next page), ``before=X``
-    the preceding ones. ``inverted`` swaps them (runs on 0.14+, docs/letta-api.md §1.2). The limit is applied by the
-    caller to the front of this list, as SQL does. An unknown cursor is ignored, or 404s if ``unknown``.
-    """
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        choices = "'asc' or 'desc'"
-        raise _invalid("order", "literal_error", f"Input should be {choices}", order, expected=choices)
-    desc = order == "desc" and q.get("ascending", "").lower() != "true"  # deprecated flag overrides order
-    lo, hi = 0, n
-    for name in ("after", "before"):
-        cursor = q.get(name)
-        at = None if cursor is None else find(cursor)
-        if at is None:
-            if cursor is not None and unknown is not None:
-                raise _Reply(404, {"detail": f"NOT_FOUND: {unknown} with id {cursor} not found"})
-        elif ((name == "after") != inverted) == desc:  # rows following X in a desc list: the older ones
-            hi = min(hi, at)
-        else:
-            lo = max(lo, at + 1)
-    return range(hi - 1, lo - 1, -1) if desc else range(lo, hi)
 
 
 class SimulatedLetta:
@@ -148,6 +85,7 @@ class SimulatedLetta:
         self._plans: list[RunPlan] = []  # sorted by (created_at, id), as Letta sorts runs
         self._by_id: dict[str, int] = {}
         self._step_run: dict[str, int] = {}
+        self._messages: dict[str, tuple[messages.Message, ...]] = {}  # the runs last asked for, built then
         history, hist_rng = [], random.Random(f"{scenario.seed}:history")
         ordinary = {k: getattr(scenario, k) for k in ("completed", "failed", "cancelled")}
         for i in range(scenario.history):
@@ -201,7 +139,7 @@ class SimulatedLetta:
                 "use_assistant_message": True,
                 "assistant_message_tool_name": "send_message",
                 "assistant_message_tool_kwarg": "message",
-                "include_return_message_types": None,
+                "include_return_message_types": None if p.message_types is None else list(p.message_types),
             },
             "stop_reason": stop,
             "callback_url": None,
@@ -275,14 +213,14 @@ class SimulatedLetta:
                 alt = path[:-1] if path.endswith("/") else path + "/"
                 if any(p.match(alt) for p, _ in _PATTERNS):  # FastAPI's redirect_slashes
                     self.requests[f"{method} (redirect)"] += 1
-                    raise _Reply(307, headers={"location": str(request.url.copy_with(path=alt))})
+                    raise Reply(307, headers={"location": str(request.url.copy_with(path=alt))})
                 self.requests[f"{method} (unmatched)"] += 1
-                raise _Reply(404, {"detail": "Not Found"})
+                raise Reply(404, {"detail": "Not Found"})
             self.requests[f"{method} {route[0]}"] += 1
             if method != "GET":
-                raise _Reply(405, {"detail": "Method Not Allowed"})
+                raise Reply(405, {"detail": "Method Not Allowed"})
             return httpx2.Response(200, json=self._route(route[0], route[1], request.url.params))
-        except _Reply as reply:
+        except Reply as reply:
             body = {} if reply.body is None else {"json": reply.body}
             return httpx2.Response(reply.status, headers=reply.headers, **body)
 
@@ -292,7 +230,7 @@ class SimulatedLetta:
         if template == "/v1/health/":
             return {"version": VERSION, "status": "ok"}
         if template == "/v1/steps/":  # docs/letta-api.md §1.1: 400 on 0.12-0.16.8, whatever the parameters
-            raise _Reply(400, {"detail": STEPS_LIST_400})
+            raise Reply(400, {"detail": STEPS_LIST_400})
         if template == "/_sim/truth":
             return truth.at(self, now, runs)
         if template == "/v1/runs/":
@@ -307,7 +245,7 @@ class SimulatedLetta:
             if template == "/v1/steps/{step_id}":
                 return self._step_json(p, step, finished)
             if not finished:  # the metrics row is written when the step ends
-                raise _Reply(404, {"detail": f"NOT_FOUND: StepMetrics with id {step.id} not found"})
+                raise Reply(404, {"detail": f"NOT_FOUND: StepMetrics with id {step.id} not found"})
             return {
                 "id": step.id,
                 "organization_id": ORG,
@@ -327,11 +265,13 @@ class SimulatedLetta:
         age = now - p.created_us / 1e6
         if template == "/v1/runs/{run_id}":
             return self._run_json(p, now, listed=False)
+        if template == "/v1/runs/{run_id}/messages":
+            return self._list_messages(p, age, q)
         if template == "/v1/runs/{run_id}/steps":
             steps = list(p.visible(age))
-            limit = _int(q, "limit", 100)
+            limit = integer(q, "limit", 100)
             ids = {s.id: i for i, (s, _) in enumerate(steps)}
-            return [self._step_json(p, *steps[i]) for i in _page(len(steps), ids.get, q, False, "Step")[:limit]]
+            return [self._step_json(p, *steps[i]) for i in page(len(steps), ids.get, q, False, "Step")[:limit]]
         _, _, done, run_s = p.state(age)  # /metrics: num_steps and run_ns are written at the terminal update
         return {
             "id": p.id,
@@ -348,42 +288,73 @@ class SimulatedLetta:
 
     def _run(self, run_id: str, now: float) -> RunPlan:
         if not re.fullmatch(f"run-{_UUID}", run_id):
-            raise _Reply(400, {"detail": "INVALID_ARGUMENT: Invalid run ID format"})
+            raise Reply(400, {"detail": "INVALID_ARGUMENT: Invalid run ID format"})
         i = self._by_id.get(run_id)
         if i is None or self._plans[i].created_us > now * 1e6:
-            raise _Reply(404, {"detail": f"NOT_FOUND: Run with id {run_id} not found"})
+            raise Reply(404, {"detail": f"NOT_FOUND: Run with id {run_id} not found"})
         return self._plans[i]
+
+    def _written(self, p: RunPlan, age: float) -> tuple[messages.Message, ...]:
+        """The run's messages written by ``age`` (seconds after its creation), oldest first, unfiltered."""
+        with self._lock:
+            built = self._messages.get(p.id)
+            if built is None:
+                if len(self._messages) >= 4096:  # bounded: a demo serves for days
+                    del self._messages[next(iter(self._messages))]
+                built = self._messages[p.id] = messages.build(self.scenario.seed, p)
+        return built[: bisect.bisect_right(built, age, key=lambda m: m.at)]
+
+    def _list_messages(self, p: RunPlan, age: float, q: httpx2.QueryParams) -> list[dict[str, Any]]:
+        """Paged in stored order; ``after``/``before`` mean later/earlier than the cursor in time
+        whatever the order (0.16.8 compares sequence ids), so in ``desc`` they are inverted. The
+        run's message filter is applied after paging: a page may come back short, even empty."""
+        limit = integer(q, "limit", 100)
+        order_by = q.get("order_by", "created_at")
+        if order_by != "created_at":
+            raise invalid(
+                "order_by", "literal_error", "Input should be 'created_at'", order_by, expected="'created_at'"
+            )
+        listed = self._written(p, age)
+        ids = {m.body["id"]: i for i, m in enumerate(listed)}
+        for name in ("after", "before"):
+            cursor = q.get(name)
+            if cursor is not None and cursor not in ids:
+                raise Reply(404, {"detail": f"No message found with id '{cursor}' for agent 'None'."})
+        order = q.get("order", "asc")
+        kept = [(k, v) for k, v in q.multi_items() if k in ("after", "before")]
+        rows = page(len(listed), ids.get, httpx2.QueryParams([*kept, ("order", order)]), order == "desc", None)
+        return [listed[i].body for i in rows[:limit] if messages.shown(p.message_types, listed[i].type)]
 
     def _step(self, step_id: str, now: float) -> tuple[RunPlan, StepPlan, bool]:
         if not re.fullmatch(f"step-{_UUID}", step_id):
-            raise _Reply(400, {"detail": "INVALID_ARGUMENT: Invalid step ID format"})
+            raise Reply(400, {"detail": "INVALID_ARGUMENT: Invalid step ID format"})
         if step_id in self._step_run:
             p = self._plans[self._step_run[step_id]]
             if p.created_us <= now * 1e6:
                 for step, finished in p.visible(now - p.created_us / 1e6):
                     if step.id == step_id:
                         return p, step, finished
-        raise _Reply(404, {"detail": f"NOT_FOUND: Step with id {step_id} not found"})
+        raise Reply(404, {"detail": f"NOT_FOUND: Step with id {step_id} not found"})
 
     def _list_runs(self, runs: list[RunPlan], q: httpx2.QueryParams, now: float) -> list[dict[str, Any]]:
-        limit = _int(q, "limit", 100, hi=1000)
+        limit = integer(q, "limit", 100, hi=1000)
         statuses = q.get_list("statuses")
         for value in statuses:
             if value not in RUN_STATUSES:
-                raise _Reply(400, {"detail": f"'{value}' is not a valid RunStatus"})
-        statuses = statuses or (["created", "running"] if _bool(q, "active") else [])
+                raise Reply(400, {"detail": f"'{value}' is not a valid RunStatus"})
+        statuses = statuses or (["created", "running"] if boolean(q, "active") else [])
         stop = q.get("stop_reason")
         if stop is not None and stop not in STOP_REASONS:
-            raise _invalid("stop_reason", "enum", "Input should be a valid StopReasonType", stop)
+            raise invalid("stop_reason", "enum", "Input should be a valid StopReasonType", stop)
         agents = [q["agent_id"]] if q.get("agent_id") else q.get_list("agent_ids")
-        background = _bool(q, "background")
+        background = boolean(q, "background")
         out = []
 
         def find(run_id: str) -> int | None:
             at = self._by_id.get(run_id)
             return at if at is not None and at < len(runs) else None
 
-        for i in _page(len(runs), find, q, True, None):
+        for i in page(len(runs), find, q, True, None):
             p = runs[i]
             status, reason, _, _ = p.state(now - p.created_us / 1e6)
             if (
@@ -405,13 +376,15 @@ class SimulatedLetta:
                 last[p.agent] = stop
         out = []
         ids = {a: i for i, a in enumerate(self.agents)}  # agent i was created i µs after agent 0
-        for i in _page(len(ids), ids.get, q, False, None)[: _int(q, "limit", 50)]:
+        for i in page(len(ids), ids.get, q, False, None)[: integer(q, "limit", 50)]:
             model, provider, handle, endpoint, window = model_of(i, self.scenario.models)
             created = _iso(self._agents_us + i)
+            renamed, renamed_at = renames(self.scenario, i, now - self.start)
+            updated = created if renamed_at is None else _iso(round((self.start + renamed_at) * 1e6))
             out.append(
                 {
                     "id": self.agents[i],
-                    "name": f"sim-agent-{i}",
+                    "name": agent_name(i, renamed),
                     "agent_type": "letta_v1_agent",
                     "model": handle,
                     "llm_config": {
@@ -425,7 +398,7 @@ class SimulatedLetta:
                     },
                     "tags": ["simulated"],
                     "created_at": created,
-                    "updated_at": created,
+                    "updated_at": updated,
                     "description": None,
                     "metadata": None,
                     "project_id": None,

@@ -3,10 +3,13 @@ durations, tokens — so that what the API shows is a pure function of the plan 
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from exporter.types import STOP_REASON_STATUS
 
@@ -34,6 +37,21 @@ ERRORS = (
 )
 # prompt, completion, cached input, cache write, reasoning tokens
 Tokens = tuple[int, int, int | None, int | None, int | None]
+# the tools agents call; each agent has a few of them (toolset), each call picks one
+TOOL_NAMES = (
+    "conversation_search",
+    "archival_memory_search",
+    "archival_memory_insert",
+    "core_memory_append",
+    "web_search",
+    "run_code",
+    "fetch_webpage",
+)
+# request_config.include_return_message_types of filtered runs: Letta filters a run's messages by it
+# after paging (docs/letta-api.md §2.7). The first hides every tool message, the second keeps them
+# but drops the user message (pages come back short)
+ONLY_ASSISTANT = ("assistant_message",)
+KEEP_TOOLS = ("tool_call_message", "tool_return_message", "assistant_message")
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,23 @@ class Scenario:
     # distinct model names: agent i uses model i % models; past the four of MODELS, fine-tunes of
     # them (``gpt-4o-mini-ft4``): many label sets for series-cardinality and scrape-load tests
     models: int = 4
+    # Tool calls (GET /v1/runs/{id}/messages): a step calls tools iff its tool_ns is set. These knobs
+    # draw from a generator of their own (seeded by the run id): none changes any other part of a plan.
+    parallel_tools: float = 0.15  # fraction of tool steps making 2-3 parallel calls instead of one
+    tool_errors: float = 0.08  # fraction of calls whose return has status "error"
+    tool_unreturned: float = 0.03  # fraction of calls whose return was never written (status unknown)
+    filtered_messages: float = 0.05  # fraction of runs whose request kept only assistant messages
+    filtered_keep_tools: float = 0.02  # fraction of runs whose request kept tool messages, dropped others
+    # Agent renames (GET /v1/agents/): this fraction of agents is renamed every rename_every_s
+    # (each at its own phase; never in the first period after start; 0: never). Ids never change.
+    agent_renames: float = 0.5
+    rename_every_s: float = 3600.0
+
+
+class ToolCallPlan(NamedTuple):
+    id: str  # tool_call_id: call_<20 hex>
+    name: str
+    status: str | None  # of its return: success | error; None: the return was never written
 
 
 @dataclass(frozen=True)
@@ -97,6 +132,9 @@ class RunPlan:
     t_first: float
     t_done: float
     ttft: float | None = None  # first token, seconds after creation (within the first LLM call); None: unreported
+    calls: tuple[tuple[ToolCallPlan, ...], ...] = ()  # per step (empty: no tool), once the step finishes
+    message_types: tuple[str, ...] | None = None  # request_config.include_return_message_types
+    reply: bool = False  # its last step ends with an assistant_message
 
     def state(self, age: float) -> tuple[str, str | None, float | None, float | None]:
         """(status, stop_reason, completed_at, run duration) at ``age``; times relative to creation."""
@@ -191,6 +229,7 @@ def plan_run(rng: random.Random, sc: Scenario, agents: int, tools: list[str], ou
     empty = random.Random(f"{sc.seed}:empty:{run_id}").random() < sc.empty_stream
     if empty and outcome == "completed" and kind == "stream" and reason == "end_turn" and len(steps) == 1:
         steps[0] = replace(steps[0], tokens=(0, 0, None, None, None))
+    calls, message_types, reply = _tool_calls(sc, run_id, agent, steps)
     return RunPlan(
         run_id,
         agent,
@@ -207,6 +246,9 @@ def plan_run(rng: random.Random, sc: Scenario, agents: int, tools: list[str], ou
         t_first,
         t_done,
         _ttft(sc, run_id, t_start, steps[0], t_first),
+        calls,
+        message_types,
+        reply,
     )
 
 
@@ -220,6 +262,63 @@ def _ttft(sc: Scenario, run_id: str, t_start: float, first: StepPlan, t_first: f
     rng = random.Random(f"{sc.seed}:ttft:{run_id}")
     at = t_start + rng.uniform(0.05, 0.5) * first.llm_ns / 1e9
     return at if rng.random() < sc.ttft and first.status == "success" and at < t_first else None
+
+
+@functools.cache
+def toolset(seed: int, agent: int) -> tuple[str, ...]:
+    """The 3-5 tools agent ``agent`` has."""
+    rng = random.Random(f"{seed}:toolset:{agent}")
+    return tuple(rng.sample(TOOL_NAMES, rng.randint(3, 5)))
+
+
+def _tool_calls(
+    sc: Scenario, run_id: str, agent: int, steps: list[StepPlan]
+) -> tuple[tuple[tuple[ToolCallPlan, ...], ...], tuple[str, ...] | None, bool]:
+    """Each step's tool calls, the run's message filter, and whether its last step replies. Its own
+    generator, drawing the same numbers whatever the knobs say: no other part of any plan changes."""
+    rng = random.Random(f"{sc.seed}:tools:{run_id}")
+    u = rng.random()
+    types: tuple[str, ...] | None = ONLY_ASSISTANT if u < sc.filtered_messages else None
+    if types is None and u < sc.filtered_messages + sc.filtered_keep_tools:
+        types = KEEP_TOOLS
+    kit, calls = toolset(sc.seed, agent), list[tuple[ToolCallPlan, ...]]()
+    unreturned, failed = sc.tool_unreturned, sc.tool_unreturned + sc.tool_errors
+    for step in steps:
+        if step.tool_ns is None:
+            calls.append(())
+            continue
+        # three calls drawn whatever the knobs say: they decide how many are used and how each ends
+        draws = [(rng.random(), rng.choice(kit), rng.getrandbits(80), rng.random()) for _ in range(3)]
+        width = 2 + (draws[2][0] < 0.5) if draws[0][0] < sc.parallel_tools else 1  # 1, or 2-3 parallel
+        used = []
+        for _, name, bits, v in draws[:width]:
+            status = None if v < unreturned else "error" if v < failed else "success"
+            used.append(ToolCallPlan(f"call_{bits:020x}", name, status))
+        calls.append(tuple(used))
+    last = steps[-1]
+    reply = rng.random() < 0.9 and last.status == "success" and last.stop_reason == "end_turn"
+    return tuple(calls), types, reply
+
+
+@functools.cache
+def _rename_draws(seed: int, agent: int) -> tuple[float, float]:
+    rng = random.Random(f"{seed}:renames:{agent}")
+    return rng.random(), rng.random()
+
+
+def renames(sc: Scenario, agent: int, since_start: float) -> tuple[int, float | None]:
+    """How often agent ``agent`` was renamed ``since_start`` seconds after the simulator started, and
+    when it last was (seconds after start): every ``rename_every_s``, at the agent's own phase."""
+    period = sc.rename_every_s
+    chosen, phase = _rename_draws(sc.seed, agent)
+    if chosen >= sc.agent_renames or period <= 0 or since_start < period * (1 + phase):
+        return 0, None
+    n = math.floor(since_start / period - phase)
+    return n, period * (n + phase)
+
+
+def agent_name(agent: int, renamed: int) -> str:
+    return f"sim-agent-{agent}" if renamed == 0 else f"sim-agent-{agent}-v{renamed + 1}"
 
 
 def ns_after(at: float | None, age: float) -> int | None:

@@ -10,7 +10,7 @@ feeds it each poll's `Decisions`.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,6 +246,7 @@ class Ledger:
             self.observe("letta_run_ttft_seconds", (), run.ttft_ns / 1e9, trace_id)
         if status != "expired":
             self.observe("letta_run_steps", (status,), len(finished.steps), trace_id)
+        tools = self._record_tools(finished, agent)
         for step in finished.steps:
             model, provider = step.model or OTHER, step.provider or OTHER
             self.inc("letta_steps", (step.status or NONE, step.stop_reason or NONE, model, provider))
@@ -265,24 +266,20 @@ class Ledger:
                 nanos = getattr(timings, f"{phase}_ns")
                 if nanos is not None:
                     self.observe("letta_step_duration_seconds", (phase, model, provider), nanos / 1e9, step.trace_id)
-        self._record_tools(finished, agent)
+            names = tools.get(step.id, [])
+            if len(names) == 1 and timings.tool_execution_ns is not None:  # parallel calls share one time
+                self.observe("letta_tool_duration_seconds", (names[0],), timings.tool_execution_ns / 1e9, step.trace_id)
 
-    def _record_tools(self, finished: FinishedRun, agent: tuple[str, ...]) -> None:
+    def _record_tools(self, finished: FinishedRun, agent: tuple[str, ...]) -> dict[str, list[str]]:
+        """Count the run's tool calls; returns each step's tool names, for the one-tool durations."""
         if finished.tool_messages_missing is not None:
             self.inc("letta_runs_tool_messages_missing", (finished.tool_messages_missing,))
-        calls = finished.tool_calls or ()
-        for call in calls:
+        by_step: defaultdict[str, list[str]] = defaultdict(list)
+        for call in finished.tool_calls or ():
             self.inc("letta_tool_calls", (call.name, call.status, *agent))
-        by_step = {s.id: s for s in finished.steps}
-        per_step = Counter(call.step_id for call in calls if call.step_id)
-        for step_id, n in per_step.items():
-            timings = finished.step_metrics.get(step_id)
-            if n != 1 or timings is None or timings.tool_execution_ns is None:
-                continue  # several tools share one tool_execution_ns: not one tool's duration
-            name = next(call.name for call in calls if call.step_id == step_id)
-            step = by_step.get(step_id)
-            trace = step.trace_id if step else None
-            self.observe("letta_tool_duration_seconds", (name,), timings.tool_execution_ns / 1e9, trace)
+            if call.step_id:
+                by_step[call.step_id].append(call.name)
+        return by_step
 
     def take_dirty(self) -> list[tuple[str, tuple[str, ...], object]]:
         """Rows changed since the last call, for the state store's transaction."""

@@ -20,11 +20,11 @@ import httpx2
 import pytest
 
 from exporter.letta.records import RUN, RUN_METRICS, STEP, STEP_METRICS
-from exporter.simulator import OUTCOMES, STEPS_LIST_400, Scenario, SimulatedLetta, serve
+from exporter.simulator import STEPS_LIST_400, Scenario, SimulatedLetta, serve
 from exporter.types import ProblemKind
+from tests.simulated import T0, Sim, factory, only
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
-T0 = 1_800_000_000.0
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ISO_NAIVE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")
 
@@ -33,49 +33,10 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Sim:
-    """A simulator, its fake clock and an in-process httpx client."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.clock = Clock()
-        self.sim = SimulatedLetta(scenario, clock=self.clock)
-        self.client = httpx2.Client(transport=httpx2.MockTransport(self.sim.handle), base_url="http://letta")
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = self.client.get(path, params=params)
-        assert response.status_code == 200, (path, response.status_code, response.text)
-        return response.json()
-
-    def runs(self, **params: Any) -> list[dict[str, Any]]:
-        return list(self.get("/v1/runs/", limit=1000, **params))
-
-    def steps(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.get(f"/v1/runs/{run_id}/steps", order="asc"))
-
-
 @pytest.fixture
 def make() -> Iterator[Any]:
-    made: list[Sim] = []
-
-    def factory(**kwargs: Any) -> Sim:
-        made.append(Sim(Scenario(**kwargs)))
-        return made[-1]
-
-    yield factory
-    for sim in made:
-        sim.client.close()
-
-
-def only(outcome: str) -> dict[str, float]:
-    return {name: float(name == outcome) for name in OUTCOMES}
+    with factory() as made:
+        yield made
 
 
 def parse(reader: Any, data: Any) -> Any:
@@ -90,7 +51,7 @@ def parse(reader: Any, data: Any) -> Any:
 
 def test_every_shape_matches_the_recorded_fields_and_parses_without_problems(make: Any) -> None:
     s = make(seed=7, history=40, runs_per_second=20, max_runs=200, duration_scale=0.05, tracing=0.5)
-    s.clock.t += 5  # leaves live runs mid-flight as well as finished ones
+    s.clock.now += 5  # leaves live runs mid-flight as well as finished ones
     keys = {name: set(fixture(name)) for name in ("run.json", "step.json", "run_metrics.json", "step_metrics.json")}
     agent_keys = set(fixture("agents_list_no_relationships.json")[0])
     llm_keys = set(fixture("agents_list_no_relationships.json")[0]["llm_config"])
@@ -251,7 +212,7 @@ def test_parameter_validation_and_error_bodies(make: Any) -> None:
 
 def test_list_filters(make: Any) -> None:
     s = make(seed=5, history=60, runs_per_second=10, max_runs=40, duration_scale=0.05, zombie=0.3)
-    s.clock.t += 10
+    s.clock.now += 10
     runs = s.runs()
     truth = s.sim.truth()
     assert len(runs) == truth["runs"]["total"] == 100
@@ -280,10 +241,10 @@ def watch(make: Any, outcome: str, seed: int, horizon: float = 1.5, dt: float = 
     """Step the clock through one run's life; record each distinct (run, steps) view."""
     s = make(seed=seed, runs_per_second=1000.0, max_runs=1, duration_scale=0.05, **only(outcome))
     views: list[Any] = []
-    end = s.clock.t + horizon
+    end = s.clock.now + horizon
     run_id = None
-    while s.clock.t < end:
-        s.clock.t += dt
+    while s.clock.now < end:
+        s.clock.now += dt
         if run_id is None:
             listed = s.get("/v1/runs/")
             if not listed:
@@ -333,7 +294,7 @@ def test_stream_cancel_leaves_its_step_pending_forever(make: Any) -> None:
     assert views[0][:2] == ("running", None)
     final = views[-1]
     assert final[:2] == ("cancelled", "cancelled") and final[3][-1] == ("pending", None)
-    s.clock.t += 10 * 24 * 3600
+    s.clock.now += 10 * 24 * 3600
     assert s.steps(run_id)[-1]["status"] == "pending" and s.get(f"/v1/runs/{run_id}")["status"] == "cancelled"
     pending = s.steps(run_id)[-1]
     assert (pending["prompt_tokens"], pending["completion_tokens"], pending["stop_reason"]) == (0, 0, None)
@@ -361,7 +322,7 @@ def test_async_cancel_flips_to_completed_keeping_completed_at(make: Any) -> None
 
 def test_zombie_never_finishes(make: Any) -> None:
     s, run_id, _ = watch(make, "zombie", seed=2)
-    s.clock.t += 30 * 24 * 3600
+    s.clock.now += 30 * 24 * 3600
     run = s.get(f"/v1/runs/{run_id}")
     assert run["status"] in ("created", "running") and run["stop_reason"] is None
     steps = s.steps(run_id)
@@ -382,9 +343,9 @@ def test_lagging_status_shows_stop_reason_before_completed(make: Any) -> None:
 
 def test_lagging_run_counts_as_terminal_in_truth_during_the_lag(make: Any) -> None:
     s = make(seed=3, runs_per_second=1000.0, max_runs=1, duration_scale=0.05, **only("lagging"))
-    s.clock.t += 5
+    s.clock.now += 5
     done = s.sim.truth()["terminal"][0]
-    s.clock.t = done["first_terminal_at"] + 1e-4
+    s.clock.now = done["first_terminal_at"] + 1e-4
     listed = s.runs()[0]
     assert (listed["status"], listed["stop_reason"], listed["total_duration_ns"]) == ("running", "end_turn", None)
     assert parse(RUN, listed).status == "completed"  # exporter.model trusts the stop reason
@@ -400,24 +361,24 @@ def test_same_seed_and_clock_give_the_same_api_whatever_was_asked_before(make: A
     a = make(seed=11, history=10, duration_scale=0.1)
     b = make(seed=11, history=10, duration_scale=0.1)
     for t in (0.5, 1.0, 1.5, 2.0, 3.0):  # a is polled often, b only at the end
-        a.clock.t = T0 + t
+        a.clock.now = T0 + t
         a.runs()
-    b.clock.t = T0 + 3.0
+    b.clock.now = T0 + 3.0
     assert a.runs() == b.runs()
     assert a.sim.truth() == b.sim.truth()
     run_id = a.runs()[0]["id"]
     assert a.steps(run_id) == b.steps(run_id)
     c = make(seed=12, history=10, duration_scale=0.1)
-    c.clock.t = T0 + 3.0
+    c.clock.now = T0 + 3.0
     assert {r["id"] for r in c.runs()}.isdisjoint({r["id"] for r in a.runs()})
 
 
 def test_max_runs_and_zero_rate_stop_arrivals(make: Any) -> None:
     s = make(runs_per_second=50, max_runs=7)
-    s.clock.t += 3600
+    s.clock.now += 3600
     assert len(s.runs()) == 7
     idle = make(runs_per_second=0)
-    idle.clock.t += 3600
+    idle.clock.now += 3600
     assert idle.runs() == [] and idle.sim.truth()["runs"] == {"total": 0, "historical": 0, "by_status": {}}
 
 
@@ -426,9 +387,9 @@ def test_truth_agrees_with_what_the_api_shows(make: Any) -> None:
         seed=9, history=50, runs_per_second=8, max_runs=80, duration_scale=0.2, cancelled=0.2, flip=0.2, lagging=0.2
     )
     for advance in (1.0, 4.0, 30.0):
-        s.clock.t += advance
+        s.clock.now += advance
         truth = s.sim.truth()
-        assert truth["now"] == s.clock.t
+        assert truth["now"] == s.clock.now
         runs = {r["id"]: r for r in s.runs()}
         assert truth["runs"]["total"] == len(runs)
         assert truth["runs"]["by_status"] == dict(collections.Counter(r["status"] for r in runs.values()))
@@ -467,7 +428,7 @@ def test_ttft_is_reported_for_the_chosen_fraction_inside_the_first_llm_call(make
     shape = {"seed": 5, "history": 40, "runs_per_second": 20, "max_runs": 200, "duration_scale": 0.1}
     plain, half, again, full = make(**shape), make(**shape, ttft=0.5), make(**shape, ttft=0.5), make(**shape, ttft=1.0)
     for s in (plain, half, again, full):
-        s.clock.t += 12
+        s.clock.now += 12
     assert all(r["ttft_ns"] is None for r in plain.runs())  # the 0.16 default
     without = [{k: v for k, v in r.items() if k != "ttft_ns"} for r in half.runs()]
     assert without == [{k: v for k, v in r.items() if k != "ttft_ns"} for r in plain.runs()]
@@ -496,9 +457,9 @@ def test_ttft_is_reported_for_the_chosen_fraction_inside_the_first_llm_call(make
     # ttft_ns appears when the first token does, not before
     entry = reported[0.5]
     early = make(**shape, ttft=0.5)
-    early.clock.t = entry["created_at"] + entry["ttft_ns"] / 2e9
+    early.clock.now = entry["created_at"] + entry["ttft_ns"] / 2e9
     assert early.get(f"/v1/runs/{entry['id']}")["ttft_ns"] is None
-    early.clock.t = entry["created_at"] + entry["ttft_ns"] / 1e9 + 1e-3
+    early.clock.now = entry["created_at"] + entry["ttft_ns"] / 1e9 + 1e-3
     assert early.get(f"/v1/runs/{entry['id']}")["ttft_ns"] == entry["ttft_ns"]
 
 
@@ -577,7 +538,7 @@ def test_unparseable_stream_answer_completes_with_a_zero_token_step(make: Any) -
     }
     s, none = make(**shape, empty_stream=1.0), make(**shape, empty_stream=0.0)
     for sim in (s, none):
-        sim.clock.t += 12
+        sim.clock.now += 12
     truth = {t["id"]: t for t in s.sim.truth()["terminal"]}
     empty = 0
     for run in s.runs():

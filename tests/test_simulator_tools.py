@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
-from exporter.simulator import OUTCOMES, Scenario, SimulatedLetta
+from tests.simulated import T0, Sim, factory, only
 
 FIXTURES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
-T0 = 1_800_000_000.0
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
 CALL_ID = re.compile(r"^call_[0-9a-f]{20}$")
 MESSAGE_ID = re.compile(r"^message-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -30,49 +28,10 @@ TOOL_FIELDS = ("tool_calls", "tool_messages_filtered", "tool_durations")
 BUSY = {"seed": 7, "history": 120, "runs_per_second": 20, "max_runs": 150, "duration_scale": 0.05}
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Sim:
-    """A simulator, its fake clock and an in-process httpx client."""
-
-    def __init__(self, scenario: Scenario) -> None:
-        self.clock = Clock()
-        self.sim = SimulatedLetta(scenario, clock=self.clock)
-        self.client = httpx2.Client(transport=httpx2.MockTransport(self.sim.handle), base_url="http://letta")
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = self.client.get(path, params=params)
-        assert response.status_code == 200, (path, response.status_code, response.text)
-        return response.json()
-
-    def messages(self, run_id: str, **params: Any) -> list[dict[str, Any]]:
-        return list(self.get(f"/v1/runs/{run_id}/messages", **({"limit": 1000} | params)))
-
-    def terminal(self) -> list[dict[str, Any]]:
-        return list(self.sim.truth()["terminal"])
-
-
 @pytest.fixture
 def make() -> Iterator[Any]:
-    made: list[Sim] = []
-
-    def factory(**kwargs: Any) -> Sim:
-        made.append(Sim(Scenario(**kwargs)))
-        return made[-1]
-
-    yield factory
-    for sim in made:
-        sim.client.close()
-
-
-def only(outcome: str) -> dict[str, float]:
-    return {name: float(name == outcome) for name in OUTCOMES}
+    with factory() as made:
+        yield made
 
 
 def calls_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,7 +68,7 @@ def walk(s: Sim, run_id: str, limit: int, order: str) -> list[str]:
 
 def test_messages_have_the_recorded_shapes(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS, parallel_tools=0.3, tool_errors=0.2, tool_unreturned=0.1)
-    s.clock.t += 3
+    s.clock.now += 3
     sample = json.loads((FIXTURES / "run_messages.json").read_text())
     keys = {m["message_type"]: set(m) for m in sample}
     call_keys = set(sample[1]["tool_call"])
@@ -152,7 +111,7 @@ def test_messages_have_the_recorded_shapes(make: Any) -> None:
 
 def test_run_json_carries_the_message_filter_in_request_config(make: Any) -> None:
     s = make(**BUSY, filtered_messages=0.3, filtered_keep_tools=0.3)
-    s.clock.t += 3
+    s.clock.now += 3
     configs = collections.Counter(
         json.dumps(r["request_config"]["include_return_message_types"]) for r in s.get("/v1/runs/", limit=1000)
     )
@@ -176,7 +135,7 @@ def test_run_json_carries_the_message_filter_in_request_config(make: Any) -> Non
 
 def test_paging_in_both_orders_returns_every_message_once(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS, parallel_tools=0.5)
-    s.clock.t += 3
+    s.clock.now += 3
     runs = [e for e in s.terminal() if len(s.messages(e["id"])) >= 5][:15]
     assert len(runs) == 15
     for entry in runs:
@@ -198,7 +157,7 @@ def test_paging_in_both_orders_returns_every_message_once(make: Any) -> None:
 
 def test_message_route_validation_and_errors(make: Any) -> None:
     s = make(**BUSY)
-    s.clock.t += 3
+    s.clock.now += 3
     run_id = next(e["id"] for e in s.terminal() if s.messages(e["id"]))
     path = f"/v1/runs/{run_id}/messages"
     for bad in ("0", "-1", "ten"):
@@ -229,7 +188,7 @@ def test_the_filter_applies_after_paging_so_pages_come_back_short_or_empty(make:
         make(**shape, filtered_messages=0.0, filtered_keep_tools=1.0),
     )
     for s in (plain, hidden, kept):
-        s.clock.t += 3
+        s.clock.now += 3
     filters = {
         "hidden": ["assistant_message"],
         "kept": ["tool_call_message", "tool_return_message", "assistant_message"],
@@ -270,7 +229,7 @@ def test_the_filter_applies_after_paging_so_pages_come_back_short_or_empty(make:
 
 def test_parallel_calls_share_one_call_and_one_return_message(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS, parallel_tools=1.0, tool_errors=0.3, tool_unreturned=0.2)
-    s.clock.t += 3
+    s.clock.now += 3
     widths: collections.Counter[int] = collections.Counter()
     statuses: collections.Counter[str] = collections.Counter()
     for entry in s.terminal():
@@ -305,7 +264,7 @@ def test_parallel_calls_share_one_call_and_one_return_message(make: Any) -> None
 
 def test_unreturned_calls_have_no_return_and_are_unknown(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS, parallel_tools=0.0, tool_unreturned=1.0)
-    s.clock.t += 3
+    s.clock.now += 3
     calls = 0
     for entry in s.terminal():
         messages = s.messages(entry["id"])
@@ -319,7 +278,7 @@ def test_unreturned_calls_have_no_return_and_are_unknown(make: Any) -> None:
 
 def test_a_step_has_tool_calls_iff_it_has_a_tool_duration(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS)
-    s.clock.t += 3
+    s.clock.now += 3
     single = 0
     for entry in s.terminal():
         calls = collections.defaultdict(list)
@@ -343,11 +302,11 @@ def test_messages_appear_as_their_steps_finish(make: Any) -> None:
     """A step's messages are listed once it finishes, none while it runs (or stays pending forever)."""
     for outcome, seed in (("completed", 1), ("completed", 2), ("cancelled", 4), ("flip", 1), ("zombie", 2)):
         s = make(seed=seed, runs_per_second=1000.0, max_runs=1, duration_scale=0.05, **NO_FILTERS, **only(outcome))
-        end, run_id = s.clock.t + 1.5, None
+        end, run_id = s.clock.now + 1.5, None
         views: list[list[str]] = []
         tool: dict[str, bool] = {}  # step id: its metrics have tool_execution_ns
-        while s.clock.t < end:
-            s.clock.t += 0.003
+        while s.clock.now < end:
+            s.clock.now += 0.003
             listed = s.get("/v1/runs/")
             if not listed:
                 continue
@@ -371,7 +330,7 @@ def test_messages_appear_as_their_steps_finish(make: Any) -> None:
         if outcome == "zombie":
             assert s.sim.truth()["terminal"] == []
         if outcome in ("cancelled", "zombie"):  # the last step never ends: nothing of it, ever
-            s.clock.t += 30 * 24 * 3600
+            s.clock.now += 30 * 24 * 3600
             assert [m["id"] for m in s.messages(run_id)] == final
             last = s.get(f"/v1/runs/{run_id}/steps", limit=1)[0]  # a zombie does not list its step
             assert (last["status"] == "pending") == (outcome == "cancelled")
@@ -380,7 +339,7 @@ def test_messages_appear_as_their_steps_finish(make: Any) -> None:
 
 def test_completed_runs_usually_end_with_an_assistant_message(make: Any) -> None:
     s = make(**BUSY, **NO_FILTERS)
-    s.clock.t += 3
+    s.clock.now += 3
     replied = ended = 0
     for entry in s.terminal():
         messages = s.messages(entry["id"])
@@ -401,7 +360,7 @@ def test_completed_runs_usually_end_with_an_assistant_message(make: Any) -> None
 def test_truth_tool_calls_equal_what_paging_the_endpoint_shows(make: Any) -> None:
     s = make(seed=9, history=60, runs_per_second=8, max_runs=80, duration_scale=0.2, cancelled=0.2, flip=0.2)
     for advance in (1.0, 4.0, 30.0):
-        s.clock.t += advance
+        s.clock.now += advance
         truth = s.sim.truth()
         runs = {r["id"]: r for r in s.get("/v1/runs/", limit=1000)}
         statuses: collections.Counter[str] = collections.Counter()
@@ -426,7 +385,7 @@ def test_agents_are_renamed_over_time_keeping_their_ids(make: Any) -> None:
     assert all(a["updated_at"] == a["created_at"] for a in first)
     history: dict[str, list[str]] = collections.defaultdict(list)
     for _ in range(40):
-        s.clock.t += 25.0
+        s.clock.now += 25.0
         agents = s.get("/v1/agents/")
         truth = {a["id"]: a for a in s.sim.truth()["agents"]}
         assert [a["id"] for a in agents] == [a["id"] for a in first]
@@ -442,13 +401,13 @@ def test_agents_are_renamed_over_time_keeping_their_ids(make: Any) -> None:
     assert all(len(names) == len(set(names)) and 7 <= len(names) <= 10 for names in renamed)  # ~1000 s / 100 s
     # names are a function of the clock alone: a fresh simulator at the same time agrees
     fresh = make(seed=3, agents=6, runs_per_second=0, rename_every_s=100.0, agent_renames=0.5)
-    fresh.clock.t = s.clock.t
+    fresh.clock.now = s.clock.now
     assert fresh.get("/v1/agents/") == s.get("/v1/agents/")
     never = make(seed=3, agents=6, runs_per_second=0, rename_every_s=0.0)
-    never.clock.t += 30 * 24 * 3600
+    never.clock.now += 30 * 24 * 3600
     assert [a["name"] for a in never.get("/v1/agents/")] == [f"sim-agent-{i}" for i in range(6)][::-1]
     default = make(seed=3, agents=6, runs_per_second=0)
-    default.clock.t += 3599.0  # the default renames hourly, never in the first hour
+    default.clock.now += 3599.0  # the default renames hourly, never in the first hour
     assert {a["renamed"] for a in default.sim.truth()["agents"]} == {0}
 
 
@@ -475,7 +434,7 @@ def test_the_new_knobs_change_no_other_part_of_any_plan(make: Any) -> None:
     default = make(**shape)
     full = make(**shape, parallel_tools=1.0, tool_errors=0.5, tool_unreturned=0.5, filtered_messages=0.5)
     for s in (off, default, full):
-        s.clock.t += 4
+        s.clock.now += 4
     assert fingerprint(off) == fingerprint(default) == fingerprint(full)
     # and the knobs change only what they are about: each step's first call stays the same
     for a, b in zip(off.terminal(), full.terminal(), strict=True):
@@ -490,10 +449,10 @@ def test_the_new_knobs_change_no_other_part_of_any_plan(make: Any) -> None:
 def test_same_seed_gives_the_same_messages_whatever_was_asked_before(make: Any) -> None:
     a, b, other = make(**BUSY), make(**BUSY), make(**(BUSY | {"seed": 8}))
     for t in (0.5, 1.0, 2.0, 3.0):  # a is read often, b only at the end
-        a.clock.t = T0 + t
+        a.clock.now = T0 + t
         for entry in a.terminal()[:10]:
             a.messages(entry["id"])
-    b.clock.t = other.clock.t = T0 + 3.0
+    b.clock.now = other.clock.now = T0 + 3.0
     assert a.sim.truth() == b.sim.truth()
     ids = set()
     for entry in a.terminal():

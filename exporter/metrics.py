@@ -112,6 +112,18 @@ class ExporterMetrics:
         )
         self.spans_exported = Counter("letta_exporter_spans_exported", "Spans delivered over OTLP.", registry=r)
         self.spans_dropped = Counter("letta_exporter_spans_dropped", "Spans that could not be delivered.", registry=r)
+        self.events = Counter(
+            "letta_exporter_events",
+            "Event lines received from agent runtimes, by what became of them.",
+            ["runtime", "transport", "result"],
+            registry=r,
+        )
+        self.event_source_errors = Counter(
+            "letta_exporter_event_source_errors",
+            "Failures reading an event way in (retried with backoff).",
+            ["transport"],
+            registry=r,
+        )
         self._logged_kinds: set[ProblemKind] = set()
 
     def api_request(self, endpoint: str, code: str, seconds: float) -> None:

@@ -15,6 +15,10 @@ import httpx2
 from exporter import webconfig
 from exporter.agents import AgentLabels
 from exporter.config import Settings
+from exporter.events.http import EventsEndpoint
+from exporter.events.ingest import Ingest
+from exporter.events.redis import RedisReader
+from exporter.events.source import EventSource
 from exporter.letta import LettaClient, LettaPoller, LettaSettings
 from exporter.lifecycle import RunLifecycle
 from exporter.loop import PollLoop
@@ -24,9 +28,10 @@ from exporter.pricing import PriceTable
 from exporter.server import MetricsServer, PollStatus
 from exporter.spans import default_resource
 from exporter.state import StateStore
-from exporter.types import Clock
+from exporter.types import EVENT_RUNTIMES, Clock
 
 log = logging.getLogger(__name__)
+EVENT_SWEEP_EVERY = 1.0  # seconds between looks at the stored events (a cheap query)
 SNAPSHOT_MAX_AGE = 30.0  # seconds (at least two poll intervals) a /metrics rendering is served during a long poll
 
 
@@ -57,7 +62,7 @@ def letta_loop(
     """The poll loop over Letta, resumed from the state file: its runs, watermark and counter values."""
     saved = store.load()
     metrics.ledger.restore(saved.series)
-    lifecycle = RunLifecycle(saved.runs, saved.watermark)
+    lifecycle = RunLifecycle({k: r for k, r in saved.runs.items() if ":" not in k}, saved.watermark)
     poller = LettaPoller(client, lifecycle, metrics, settings, clock=clock)
     return PollLoop(
         poller,
@@ -69,6 +74,47 @@ def letta_loop(
         clock=clock,
         on_checkpoint=on_checkpoint,
     )
+
+
+def event_loops(
+    store: StateStore,
+    metrics: ExporterMetrics,
+    settings: Settings,
+    *,
+    spans: SpanDelivery | None = None,
+    clock: Clock = time.time,
+    on_checkpoint: Callable[[], None] = lambda: None,
+) -> list[PollLoop]:
+    """One poll loop per event runtime over the events stored for it, resumed from the state file."""
+    saved = store.load()
+    loops = []
+    for runtime in EVENT_RUNTIMES:
+        family = metrics.runtimes.get(runtime) or metrics.add_runtime(runtime)
+        family.ledger.restore(saved.series)
+        lifecycle = RunLifecycle({k: r for k, r in saved.runs.items() if k.startswith(runtime + ":")})
+        source = EventSource(
+            runtime,
+            store,
+            lifecycle,
+            metrics,
+            settle=settings.event_settle,
+            idle_expire=settings.event_idle_expire_after,
+            clock=clock,
+        )
+        loops.append(
+            PollLoop(
+                source,
+                lifecycle,
+                store,
+                metrics,
+                stuck_after=settings.stuck_after,
+                spans=spans if runtime in settings.event_spans else None,
+                clock=clock,
+                on_checkpoint=on_checkpoint,
+                runtime=family,
+            )
+        )
+    return loops
 
 
 def make_metrics(settings: Settings) -> ExporterMetrics:
@@ -118,19 +164,36 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
+    ingest = Ingest(store, metrics)
+    endpoint = (
+        EventsEndpoint(ingest, settings.ingest_token, settings.ingest_max_bytes) if settings.ingest_token else None
+    )
     server = MetricsServer(
-        metrics.registry, status, settings.letta_url, host, port, web=web, snapshot_max_age=snapshot_max_age
+        metrics.registry,
+        status,
+        settings.letta_url if settings.letta else "(not polled)",
+        host,
+        port,
+        web=web,
+        snapshot_max_age=snapshot_max_age,
+        events=endpoint,
     )
+    loops: list[tuple[PollLoop, float]] = []
+    if settings.events:
+        every = min(settings.poll_interval, EVENT_SWEEP_EVERY)
+        loops += [(loop, every) for loop in event_loops(store, metrics, settings, spans=delivery)]
+    if settings.letta:
+        letta = letta_loop(
+            client,
+            store,
+            metrics,
+            letta_settings(settings, spans=delivery is not None),
+            stuck_after=settings.stuck_after,
+            spans=delivery,
+            on_checkpoint=server.publish,
+        )
+        loops.insert(0, (letta, settings.poll_interval))
     server.start()
-    poll_loop = letta_loop(
-        client,
-        store,
-        metrics,
-        letta_settings(settings, spans=delivery is not None),
-        stuck_after=settings.stuck_after,
-        spans=delivery,
-        on_checkpoint=server.publish,
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,43 +201,64 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
     log.info(
         "letta-exporter started",
         extra={
-            "letta_url": settings.letta_url,
+            "letta_url": settings.letta_url if settings.letta else None,
+            "events": [way for way, on in (("http", endpoint), ("redis", settings.redis_url)) if on],
             "listen": f"{host}:{server.port}",
             "state": settings.state_path,
         },
     )
     if on_ready is not None:
         on_ready(server.port)
+    tasks = [
+        asyncio.create_task(_drive(poll, every, stop, status if i == 0 else None, server))
+        for i, (poll, every) in enumerate(loops)
+    ]
+    if settings.redis_url:
+        reader = RedisReader(
+            settings.redis_url, ingest, metrics, stream=settings.redis_stream, group=settings.redis_group
+        )
+        tasks.append(asyncio.create_task(reader.run(stop)))
     try:
-        while not stop.is_set():
-            started = time.monotonic()
-            poll = asyncio.create_task(poll_loop.poll())
-            waiter = asyncio.create_task(stop.wait())
-            await asyncio.wait({poll, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if not poll.done():
-                poll.cancel()  # the loop commits what it finished before the cancellation
-            waiter.cancel()
-            try:
-                ok = await poll
-            except asyncio.CancelledError:
-                break
-            except Exception:
-                log.exception("poll crashed; continuing with the next one")
-                ok = False
-            status.polls += 1
-            if ok:
-                status.last_success, status.last_error = time.time(), None
-            else:
-                status.last_error = poll_loop.last_error or "poll failed"
-            await asyncio.to_thread(server.publish)
-            remaining = settings.poll_interval - (time.monotonic() - started)
-            if remaining > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), remaining)
+        await stop.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        for task in tasks:
+            task.cancel()
         server.close()
         await client.aclose()
         if delivery is not None:
             delivery.close(flush_timeout=5.0)
         store.close()
         log.info("letta-exporter stopped", extra={"polls": status.polls})
+
+
+async def _drive(
+    poll_loop: PollLoop, interval: float, stop: asyncio.Event, status: PollStatus | None, server: MetricsServer
+) -> None:
+    """Poll every `interval` until `stop`; `status` (the first loop's) is what /readyz reports."""
+    while not stop.is_set():
+        started = time.monotonic()
+        poll = asyncio.create_task(poll_loop.poll())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({poll, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not poll.done():
+            poll.cancel()  # the loop commits what it finished before the cancellation
+        waiter.cancel()
+        try:
+            ok = await poll
+        except asyncio.CancelledError:
+            break
+        except Exception:
+            log.exception("poll crashed; continuing with the next one")
+            ok = False
+        if status is not None:
+            status.polls += 1
+            if ok:
+                status.last_success, status.last_error = time.time(), None
+            else:
+                status.last_error = poll_loop.last_error or "poll failed"
+        await asyncio.to_thread(server.publish)
+        remaining = interval - (time.monotonic() - started)
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), remaining)

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.types import EVENT_RUNTIMES
+
 ENV_PREFIX = "LETTA_EXPORTER_"
 
 
@@ -98,6 +100,32 @@ def _text(text: str) -> str:
     return text
 
 
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
+
+
+def _size(text: str) -> int:
+    """`16MiB`, `512KiB`, or plain bytes."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"{text!r} is not a size (use e.g. 16MiB, 512KiB or bytes)")
+    return int(match[1]) * {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[match[2] or "B"]
+
+
+def _redis_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ValueError("not a redis://HOST:PORT/DB, rediss:// or unix:// URL")
+    return text.strip()
+
+
+def _runtimes(text: str) -> tuple[str, ...]:
+    names = _names(text)
+    unknown = [n for n in names if n not in EVENT_RUNTIMES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an event runtime (use {', '.join(EVENT_RUNTIMES)})")
+    return names
+
+
 def _names(text: str) -> tuple[str, ...]:
     """A comma list; blanks and repeats dropped, order kept."""
     return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -153,6 +181,31 @@ OPTIONS: tuple[Option, ...] = (
     Option("tool_metrics", parse_bool, "false", "count tool calls from /v1/runs/{id}/messages (one request per run)"),
     Option("cost", parse_bool, "true", "price finished steps in USD from the bundled price table (no request)"),
     Option("price_table", _text, None, "YAML or JSON prices per model (USD per million tokens) over the bundled ones"),
+    Option("letta", parse_bool, "true", "poll the Letta server (--no-letta: event runtimes only)"),
+    Option(
+        "ingest_token",
+        _text,
+        None,
+        "bearer token POST /v1/events requires; setting it turns the endpoint on (web-config users may post too)",
+        secret=True,
+    ),
+    Option("ingest_max_bytes", _size, "16MiB", "largest POST /v1/events body, decompressed"),
+    Option("redis_url", _redis_url, None, "read behest's Redis Stream here (redis://HOST:PORT/DB)", secret=True),
+    Option("redis_stream", _text, "behest:events", "the Redis Stream behest publishes to (field event)"),
+    Option("redis_group", _text, "letta-exporter", "the Redis consumer group the exporter reads through"),
+    Option(
+        "event_idle_expire_after",
+        _positive(parse_duration),
+        "15m",
+        "an event runtime's run with no event for this long is expired",
+    ),
+    Option(
+        "event_settle",
+        parse_duration,
+        "15s",
+        "after a run's last event, wait this long for late ones before counting it",
+    ),
+    Option("event_spans", _runtimes, "behest,agent_sdk", "event runtimes whose runs become OTLP spans (comma list)"),
     Option("request_timeout", _positive(parse_duration), "10s", "timeout of one request to Letta"),
     Option(
         "max_concurrency",
@@ -195,6 +248,15 @@ class Settings:
     tool_metrics: bool
     cost: bool
     price_table: str | None
+    letta: bool
+    ingest_token: str | None
+    ingest_max_bytes: int
+    redis_url: str | None
+    redis_stream: str
+    redis_group: str
+    event_idle_expire_after: float
+    event_settle: float
+    event_spans: tuple[str, ...]
     request_timeout: float
     max_concurrency: int
     page_size: int
@@ -210,6 +272,11 @@ class Settings:
             for f in fields(self)
         }
         return f"Settings({shown})"
+
+    @property
+    def events(self) -> bool:
+        """An event way in is configured: the event runtimes' families and loops exist."""
+        return bool(self.ingest_token or self.redis_url)
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -280,6 +347,10 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
         raise ConfigError("--expire-after must be longer than --stuck-after")
     if settings.page_size > 1000:
         raise ConfigError("--page-size: Letta accepts at most 1000")
+    if not settings.letta and not settings.events:
+        raise ConfigError("--no-letta leaves nothing to read: add --ingest-token and/or --redis-url")
+    if settings.event_settle >= settings.event_idle_expire_after:
+        raise ConfigError("--event-settle must be shorter than --event-idle-expire-after")
     return settings
 
 

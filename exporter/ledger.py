@@ -25,12 +25,12 @@ from exporter.model import FinishedRun, Step
 from exporter.types import (
     NONE,
     OTHER,
+    OUTCOMES,
     STEP_PHASES,
-    STOP_REASON_STATUS,
-    TERMINAL_STATUSES,
     TOOL_MESSAGES_MISSING,
     UNPRICED_REASONS,
     Clock,
+    Runtime,
     UnpricedReason,
 )
 
@@ -58,65 +58,72 @@ class Family:
     per_agent: bool = False  # gains an agent_id label with --agent-labels
 
 
+# Keyed by suffix: each runtime's ledger exposes them under its prefix (`letta_`, `behest_`, `agent_sdk_`).
 FAMILIES = {
     f.name: f
     for f in (
-        Family("letta_runs_created", "Runs first seen by the exporter."),
-        Family("letta_runs_finished", "Runs that reached a terminal state.", ("status", "stop_reason"), per_agent=True),
+        Family("runs_created", "Runs first seen by the exporter."),
+        Family("runs_finished", "Runs that reached a terminal state.", ("status", "stop_reason"), per_agent=True),
         Family(
-            "letta_run_terminal_status_changes",
+            "run_terminal_status_changes",
             "Counted runs whose terminal status changed later (never recounted).",
             ("from", "to"),
         ),
         Family(
-            "letta_steps",
+            "steps",
             "Finished steps.",
             ("status", "stop_reason", "model", "provider"),
             capped=("model", "provider"),
         ),
         Family(
-            "letta_step_tokens",
+            "step_tokens",
             "Tokens used by steps.",
             ("type", "model", "provider"),
             capped=("model", "provider"),
             per_agent=True,
         ),
         Family(
-            "letta_step_cost_usd",
+            "step_cost_usd",
             "What finished steps cost in USD, priced from the price table.",
             ("model", "provider"),
             capped=("model", "provider"),
             per_agent=True,
         ),
         Family(
-            "letta_exporter_unpriced_steps",
+            "exporter_unpriced_steps",
             "Finished steps that could not be priced, so added nothing to the cost.",
             ("reason",),
         ),
         Family(
-            "letta_tool_calls",
+            "tool_calls",
             "Tool calls of finished runs, by the status of their return (unknown: no return).",
             ("tool", "status"),
             capped=("tool",),
             per_agent=True,
         ),
         Family(
-            "letta_tool_duration_seconds",
-            "Tool execution time of steps that ran exactly one tool.",
+            "tool_duration_seconds",
+            "Tool execution time: the call's own, else that of a step that ran exactly one tool.",
             ("tool",),
             TOOL_DURATION_BUCKETS,
             capped=("tool",),
         ),
         Family(
-            "letta_runs_tool_messages_missing",
+            "runs_tool_messages_missing",
             "Finished runs whose tool calls could not be read, so are not counted.",
             ("reason",),
         ),
-        Family("letta_run_duration_seconds", "Run duration.", ("status",), RUN_DURATION_BUCKETS, per_agent=True),
-        Family("letta_run_ttft_seconds", "Time to first token, when the server reports it.", (), TTFT_BUCKETS),
-        Family("letta_run_steps", "Steps per finished run.", ("status",), STEPS_PER_RUN_BUCKETS),
         Family(
-            "letta_step_duration_seconds",
+            "steps_usage_missing",
+            "Finished steps whose runtime reported no token usage: their tokens are unknown, not 0.",
+            ("model", "provider"),
+            capped=("model", "provider"),
+        ),
+        Family("run_duration_seconds", "Run duration.", ("status",), RUN_DURATION_BUCKETS, per_agent=True),
+        Family("run_ttft_seconds", "Time to first token, when the server reports it.", (), TTFT_BUCKETS),
+        Family("run_steps", "Steps per finished run.", ("status",), STEPS_PER_RUN_BUCKETS),
+        Family(
+            "step_duration_seconds",
             "Step timings from step metrics.",
             ("phase", "model", "provider"),
             STEP_PHASE_BUCKETS,
@@ -137,7 +144,7 @@ class _Histogram:
 
 
 class Ledger:
-    """Cumulative run metrics, thread-safe: the poller writes, the HTTP server collects."""
+    """One runtime's cumulative run metrics, thread-safe: its poll loop writes, the HTTP server collects."""
 
     def __init__(
         self,
@@ -148,7 +155,11 @@ class Ledger:
         agents: AgentLabels | None = None,
         prices: Pricing | None = None,
         tools: bool = False,
+        runtime: Runtime = "letta",
     ) -> None:
+        self.runtime = runtime
+        self._p = runtime + "_"
+        self.families = {self._p + suffix: family for suffix, family in FAMILIES.items()}
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[str, ...]], float] = {}
         self._histograms: dict[tuple[str, tuple[str, ...]], _Histogram] = {}
@@ -160,32 +171,35 @@ class Ledger:
         self._agents = agents
         self._prices = prices
         self.labels = {
-            name: (*f.labels, AGENT) if agents is not None and f.per_agent else f.labels for name, f in FAMILIES.items()
+            name: (*f.labels, AGENT) if agents is not None and f.per_agent else f.labels
+            for name, f in self.families.items()
         }
         self._preinitialise(tools)
 
     def _preinitialise(self, tools: bool) -> None:
         """Series alerts and dashboards rely on exist (at 0) before the first event."""
-        agent = (OTHER,) if self._agents is not None else ()
-        self.inc("letta_runs_created", (), 0)
-        self.inc("letta_run_terminal_status_changes", ("cancelled", "completed"), 0)  # Letta's known overwrite
-        for status in TERMINAL_STATUSES:
-            for reason in [r for r, s in STOP_REASON_STATUS.items() if s == status] + [NONE]:
-                self.inc("letta_runs_finished", (status, reason, *agent), 0)
-            self._histogram("letta_run_duration_seconds", (status, *agent))
-            self._histogram("letta_run_steps", (status,))
-        self._histogram("letta_run_ttft_seconds", ())
+        agent, p = (OTHER,) if self._agents is not None else (), self._p
+        self.inc(p + "runs_created", (), 0)
+        # Letta's known overwrite; an event run that expired and ended after all
+        changed = ("cancelled", "completed") if self.runtime == "letta" else ("expired", "completed")
+        self.inc(p + "run_terminal_status_changes", changed, 0)
+        for status, reasons in OUTCOMES[self.runtime].items():
+            for reason in (*reasons, NONE):
+                self.inc(p + "runs_finished", (status, reason, *agent), 0)
+            self._histogram(p + "run_duration_seconds", (status, *agent))
+            self._histogram(p + "run_steps", (status,))
+        self._histogram(p + "run_ttft_seconds", ())
         for unpriced in UNPRICED_REASONS if self._prices is not None else ():
-            self.inc("letta_exporter_unpriced_steps", (unpriced,), 0)
-        for missing in TOOL_MESSAGES_MISSING if tools else ():
-            self.inc("letta_runs_tool_messages_missing", (missing,), 0)
+            self.inc(p + "exporter_unpriced_steps", (unpriced,), 0)
+        for missing in TOOL_MESSAGES_MISSING if tools and self.runtime == "letta" else ():
+            self.inc(p + "runs_tool_messages_missing", (missing,), 0)
         self._dirty.clear()
 
     def _admit(
         self, name: str, labels: tuple[str, ...], store: Iterable[tuple[str, tuple[str, ...]]]
     ) -> tuple[str, ...]:
         """The labels to store under: past the series cap, data-derived labels fold to "other"."""
-        family = FAMILIES[name]
+        family = self.families[name]
         if (name, labels) in store or not family.capped:
             return labels
         if self._series_count.get(name, 0) < self._max_series:
@@ -203,13 +217,13 @@ class Ledger:
     def _histogram(self, name: str, labels: tuple[str, ...]) -> _Histogram:
         key = (name, self._admit(name, labels, self._histograms))
         if key not in self._histograms:
-            size = len(FAMILIES[name].buckets or ()) + 1
+            size = len(self.families[name].buckets or ()) + 1
             self._histograms[key] = _Histogram([0.0] * size, 0.0, [None] * size)
         self._dirty.add(key)
         return self._histograms[key]
 
     def observe(self, name: str, labels: tuple[str, ...], value: float, trace_id: str | None = None) -> None:
-        buckets = FAMILIES[name].buckets or ()
+        buckets = self.families[name].buckets or ()
         with self._lock:
             histogram = self._histogram(name, labels)
             index = next((i for i, bound in enumerate(buckets) if value <= bound), len(buckets))
@@ -222,15 +236,15 @@ class Ledger:
     def count(self, decisions: Decisions) -> None:
         """Count what one poll decided (each run reaches here exactly once)."""
         if decisions.created:
-            self.inc("letta_runs_created", (), decisions.created)
+            self.inc(self._p + "runs_created", (), decisions.created)
         for finished in decisions.finished:
             self.record(finished)
         for before, after in decisions.status_changes:
-            self.inc("letta_run_terminal_status_changes", (before, after))
+            self.inc(self._p + "run_terminal_status_changes", (before, after))
 
     def record(self, finished: FinishedRun) -> None:
         """Count one finished run: its outcome, steps, tokens, cost and tool calls."""
-        run, status = finished.run, finished.status
+        run, status, p = finished.run, finished.status, self._p
         trace_id = finished.trace_id
         agent: tuple[str, ...] = ()
         if self._agents is not None:
@@ -238,46 +252,55 @@ class Ledger:
             agent = (label,)
             if folded:
                 self._on_drop(AGENT)
-        self.inc("letta_runs_finished", (status, run.stop_reason or NONE, *agent))
+        self.inc(p + "runs_finished", (status, run.stop_reason or NONE, *agent))
         duration = finished.duration_ns
         if duration is not None:
-            self.observe("letta_run_duration_seconds", (status, *agent), duration / 1e9, trace_id)
+            self.observe(p + "run_duration_seconds", (status, *agent), duration / 1e9, trace_id)
         if run.ttft_ns is not None:
-            self.observe("letta_run_ttft_seconds", (), run.ttft_ns / 1e9, trace_id)
+            self.observe(p + "run_ttft_seconds", (), run.ttft_ns / 1e9, trace_id)
         if status != "expired":
-            self.observe("letta_run_steps", (status,), len(finished.steps), trace_id)
-        tools = self._record_tools(finished, agent)
+            self.observe(p + "run_steps", (status,), len(finished.steps), trace_id)
+        tools = self._record_tools(finished, agent, trace_id)
         for step in finished.steps:
             model, provider = step.model or OTHER, step.provider or OTHER
-            self.inc("letta_steps", (step.status or NONE, step.stop_reason or NONE, model, provider))
+            self.inc(p + "steps", (step.status or NONE, step.stop_reason or NONE, model, provider))
+            if not step.usage_reported:
+                self.inc(p + "steps_usage_missing", (model, provider))
             for kind, count in step.tokens().items():
                 if count:
-                    self.inc("letta_step_tokens", (kind, model, provider, *agent), count)
-            if self._prices is not None:
+                    self.inc(p + "step_tokens", (kind, model, provider, *agent), count)
+            if self._prices is not None and step.usage_reported:
                 cost = self._prices.price(step, run.created_at)
                 if isinstance(cost, str):
-                    self.inc("letta_exporter_unpriced_steps", (cost,))
+                    self.inc(p + "exporter_unpriced_steps", (cost,))
                 else:
-                    self.inc("letta_step_cost_usd", (model, provider, *agent), cost)
+                    self.inc(p + "step_cost_usd", (model, provider, *agent), cost)
             timings = finished.step_metrics.get(step.id)
             if timings is None:
                 continue
             for phase in STEP_PHASES:
                 nanos = getattr(timings, f"{phase}_ns")
                 if nanos is not None:
-                    self.observe("letta_step_duration_seconds", (phase, model, provider), nanos / 1e9, step.trace_id)
+                    self.observe(p + "step_duration_seconds", (phase, model, provider), nanos / 1e9, step.trace_id)
             names = tools.get(step.id, [])
             if len(names) == 1 and timings.tool_execution_ns is not None:  # parallel calls share one time
-                self.observe("letta_tool_duration_seconds", (names[0],), timings.tool_execution_ns / 1e9, step.trace_id)
+                seconds = timings.tool_execution_ns / 1e9
+                self.observe(p + "tool_duration_seconds", (names[0],), seconds, step.trace_id)
 
-    def _record_tools(self, finished: FinishedRun, agent: tuple[str, ...]) -> dict[str, list[str]]:
-        """Count the run's tool calls; returns each step's tool names, for the one-tool durations."""
+    def _record_tools(
+        self, finished: FinishedRun, agent: tuple[str, ...], trace_id: str | None
+    ) -> dict[str, list[str]]:
+        """Count the run's tool calls and the durations they carry; returns the tool names of
+        each step whose calls carry none, for the one-tool step durations."""
+        p = self._p
         if finished.tool_messages_missing is not None:
-            self.inc("letta_runs_tool_messages_missing", (finished.tool_messages_missing,))
+            self.inc(p + "runs_tool_messages_missing", (finished.tool_messages_missing,))
         by_step: defaultdict[str, list[str]] = defaultdict(list)
         for call in finished.tool_calls or ():
-            self.inc("letta_tool_calls", (call.name, call.status, *agent))
-            if call.step_id:
+            self.inc(p + "tool_calls", (call.name, call.status, *agent))
+            if call.duration_ns is not None:
+                self.observe(p + "tool_duration_seconds", (call.name,), call.duration_ns / 1e9, trace_id)
+            elif call.step_id:
                 by_step[call.step_id].append(call.name)
         return by_step
 
@@ -299,12 +322,12 @@ class Ledger:
         a bucket layout changed) starts afresh rather than being read under the wrong labels."""
         with self._lock:
             for name, labels, value in rows:
-                if name not in FAMILIES or len(labels) != len(self.labels[name]):
-                    continue
+                if name not in self.families or len(labels) != len(self.labels[name]):
+                    continue  # another runtime's, or stored under other labels
                 key = (name, labels)
                 if isinstance(value, dict):
                     counts = [float(c) for c in value.get("counts", [])]
-                    if len(counts) != len(FAMILIES[name].buckets or ()) + 1:
+                    if len(counts) != len(self.families[name].buckets or ()) + 1:
                         continue
                     self._histograms[key] = _Histogram(counts, float(value.get("sum", 0.0)), [None] * len(counts))
                 elif isinstance(value, int | float):
@@ -330,7 +353,7 @@ class Ledger:
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        for name, family in FAMILIES.items():
+        for name, family in self.families.items():
             if family.buckets is None:
                 counter = CounterMetricFamily(name, family.help, labels=self.labels[name])
                 for (metric, labels), total in self._counters.items():

@@ -133,6 +133,11 @@ class RunLifecycle:
         record.recheck_at, record.recheck_interval = at, interval
         self._changed.add(run_id)
 
+    def discard_late(self, run_id: str) -> None:
+        """A counted run was reported again (late or resent events): nothing to count; what is
+        left of it at its source is dropped with the next commit."""
+        self._changed.add(run_id)
+
     def forget(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
         self._changed.discard(run_id)

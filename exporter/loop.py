@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from exporter.lifecycle import RunLifecycle
-from exporter.metrics import ExporterMetrics
+from exporter.metrics import ExporterMetrics, RuntimeMetrics
 from exporter.otlp import SpanDelivery
 from exporter.state import StateStore
 from exporter.types import Clock
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
-    """Where runs come from (the Letta poller): reports what it sees to the lifecycle it was given."""
+    """Where runs come from (the Letta poller, an event source): reports what it sees to its lifecycle."""
 
     async def poll(self, checkpoint: Callable[[], None]) -> str | None:
         """Read the source once; None when it was reached and understood, else what failed.
@@ -49,11 +49,14 @@ class PollLoop:
         spans: SpanDelivery | None = None,
         clock: Clock = time.time,
         on_checkpoint: Callable[[], None] = lambda: None,
+        runtime: RuntimeMetrics | None = None,
     ) -> None:
+        """`runtime`: whose families the source's runs are counted in (Letta's by default)."""
         self.source = source
         self.lifecycle = lifecycle
         self._store = store
         self._metrics = metrics
+        self._runtime = runtime or metrics.letta
         self._stuck_after = stuck_after
         self._spans = spans
         self._clock = clock
@@ -69,13 +72,15 @@ class PollLoop:
         finally:
             self._commit()
             self._publish_gauges()
-            self._metrics.poll_duration.set(time.perf_counter() - started)
+            if self._runtime is self._metrics.letta:  # the poll-health gauges are about Letta
+                self._metrics.poll_duration.set(time.perf_counter() - started)
         if error is not None:
             if error != self.last_error:
                 log.error("poll failed", extra={"error": error})
             self.last_error = error
             return False
-        self._metrics.last_success.set(self._clock())
+        if self._runtime is self._metrics.letta:
+            self._metrics.last_success.set(self._clock())
         if self.last_error is not None:
             log.info("poll succeeded again")
         self.last_error = None
@@ -89,7 +94,7 @@ class PollLoop:
 
     def _commit(self) -> None:
         decisions = self.lifecycle.take()
-        ledger = self._metrics.ledger
+        ledger = self._runtime.ledger
         ledger.count(decisions)
         self._store.commit(decisions, ledger.take_dirty(), exports=self._spans is not None)
         if self._spans is not None and decisions.finished:
@@ -97,4 +102,4 @@ class PollLoop:
 
     def _publish_gauges(self) -> None:
         now = self.source.now()
-        self._metrics.set_active(self.lifecycle.summary(now, self._stuck_after), now - self._clock())
+        self._runtime.set_active(self.lifecycle.summary(now, self._stuck_after), now - self._clock())

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
 from exporter.agents import AgentLabels
-from exporter.ledger import AGENT, FAMILIES, Ledger
+from exporter.ledger import AGENT, Ledger
 from exporter.lifecycle import ActiveSummary
 from exporter.pricing import PriceTable
-from exporter.types import ACTIVE_STATUSES, PROBLEM_KINDS, Clock, ProblemKind
+from exporter.types import ACTIVE_STATUSES, PROBLEM_KINDS, Clock, ProblemKind, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,10 @@ class ExporterMetrics:
             ["metric"],
             registry=r,
         )
-        for name, family in FAMILIES.items():
-            if family.capped:
-                self.series_dropped.labels(name)
-        self.ledger = Ledger(
-            on_drop=lambda metric: self.series_dropped.labels(metric).inc(),
-            clock=clock,
-            agents=agents,
-            prices=prices,
-            tools=tools,
-        )
-        r.register(self.ledger)
+        self._clock, self._prices, self._tools = clock, prices, tools
+        self.runtimes: dict[Runtime, RuntimeMetrics] = {}
+        self.letta = self.add_runtime("letta", agents)
+        self.ledger = self.letta.ledger
         self.agents = agents
         if agents is not None:
             self.series_dropped.labels(AGENT)  # runs whose agent was folded into agent_id="other"
@@ -97,25 +90,18 @@ class ExporterMetrics:
         )
         for kind in PROBLEM_KINDS:
             self.parse_errors.labels(kind)
-        self.tracked = Gauge(
-            "letta_exporter_tracked_runs", "Runs the lifecycle holds (active and recently finished).", registry=r
-        )
-        self.active = Gauge("letta_runs_active", "Non-terminal runs being tracked.", ["status"], registry=r)
-        self.stuck = Gauge("letta_runs_stuck", "Active runs older than --stuck-after.", ["status"], registry=r)
-        for status in ACTIVE_STATUSES:
-            self.active.labels(status)
-            self.stuck.labels(status)
-        self.oldest_active = Gauge(
-            "letta_run_oldest_active_created_timestamp_seconds",
-            "Creation time of the oldest active run.",
-            registry=r,
-        )
         self.spans_exported = Counter("letta_exporter_spans_exported", "Spans delivered over OTLP.", registry=r)
         self.spans_dropped = Counter("letta_exporter_spans_dropped", "Spans that could not be delivered.", registry=r)
         self.events = Counter(
             "letta_exporter_events",
             "Event lines received from agent runtimes, by what became of them.",
             ["runtime", "transport", "result"],
+            registry=r,
+        )
+        self.late_events = Counter(
+            "letta_exporter_late_events",
+            "Events of runs already counted (late past --event-settle, or resent): dropped, never recounted.",
+            ["runtime"],
             registry=r,
         )
         self.event_source_errors = Counter(
@@ -126,6 +112,22 @@ class ExporterMetrics:
         )
         self._logged_kinds: set[ProblemKind] = set()
 
+    def add_runtime(self, runtime: Runtime, agents: AgentLabels | None = None) -> RuntimeMetrics:
+        """The families of one more runtime, under its prefix, priced and capped like the others."""
+        ledger = Ledger(
+            on_drop=lambda metric: self.series_dropped.labels(metric).inc(),
+            clock=self._clock,
+            agents=agents,
+            prices=self._prices,
+            tools=self._tools,
+            runtime=runtime,
+        )
+        for name, family in ledger.families.items():
+            if family.capped:
+                self.series_dropped.labels(name)
+        self.runtimes[runtime] = RuntimeMetrics(self.registry, ledger)
+        return self.runtimes[runtime]
+
     def api_request(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()
         self.api_duration.labels(endpoint).observe(seconds)
@@ -134,12 +136,37 @@ class ExporterMetrics:
         """Count every occurrence; log the first of each kind with its context, later ones at debug."""
         self.parse_errors.labels(kind).inc()
         if kind in self._logged_kinds:
-            log.debug("letta answer problem", extra={"kind": kind, "context": context})
+            log.debug("problem in what a source sent", extra={"kind": kind, "context": context})
             return
         self._logged_kinds.add(kind)
         log.warning(
-            "letta answer problem (logged once per kind, counted in letta_exporter_parse_errors_total)",
+            "problem in what a source sent (logged once per kind, counted in letta_exporter_parse_errors_total)",
             extra={"kind": kind, "context": context},
+        )
+
+    def set_active(self, summary: ActiveSummary, clock_offset: float = 0.0) -> None:
+        self.letta.set_active(summary, clock_offset)
+
+
+class RuntimeMetrics:
+    """One runtime's run families: its ledger and its active-run gauges, under its prefix."""
+
+    def __init__(self, registry: CollectorRegistry, ledger: Ledger) -> None:
+        p, r = ledger.runtime + "_", registry
+        self.ledger = ledger
+        r.register(ledger)
+        self.tracked = Gauge(
+            p + "exporter_tracked_runs", "Runs the lifecycle holds (active and recently finished).", registry=r
+        )
+        self.active = Gauge(p + "runs_active", "Non-terminal runs being tracked.", ["status"], registry=r)
+        self.stuck = Gauge(p + "runs_stuck", "Active runs older than --stuck-after.", ["status"], registry=r)
+        for status in ACTIVE_STATUSES:
+            self.active.labels(status)
+            self.stuck.labels(status)
+        self.oldest_active = Gauge(
+            p + "run_oldest_active_created_timestamp_seconds",
+            "Creation time of the oldest active run.",
+            registry=r,
         )
 
     def set_active(self, summary: ActiveSummary, clock_offset: float = 0.0) -> None:

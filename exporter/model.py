@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from exporter.types import (
     TERMINAL_STATUSES,
     RunStatus,
+    Runtime,
     StepStatus,
     StopReason,
     TerminalStatus,
@@ -31,7 +32,7 @@ class _Record(BaseModel):
 class Run(_Record):
     """One agent request. Timestamps are timezone-aware UTC; an unknown status is `other`."""
 
-    id: str
+    id: str  # unique across runtimes: an event runtime's are "<runtime>:<its run id>"
     status: RunStatus
     stop_reason: StopReason | None = None
     created_at: datetime
@@ -45,6 +46,8 @@ class Run(_Record):
     total_duration_ns: int | None = None
     # the message types the server keeps in this run's answers (Letta: include_return_message_types); None: all
     message_types: tuple[str, ...] | None = None
+    runtime: Runtime = "letta"
+    raw_stop_reason: str | None = None  # the runtime's own words for the end, when the label had to fold them
 
     @property
     def tool_messages_hidden(self) -> bool:
@@ -76,6 +79,7 @@ class Step(_Record):
     trace_id: str | None = None  # 32 lowercase hex digits: the server's own OpenTelemetry trace
     error_type: str | None = None
     error_message: str | None = None
+    usage_reported: bool = True  # False: the runtime reported no usage, so the tokens are unknown, not 0
 
     def tokens(self) -> dict[TokenType, int]:
         """Token counts by the `type` label of `letta_step_tokens_total`."""
@@ -95,6 +99,7 @@ class ToolCall(_Record):
     call_id: str | None = None
     step_id: str | None = None
     status: ToolStatus = "unknown"
+    duration_ns: int | None = None  # the call's own execution time, when the runtime reports it
 
 
 class RunMetrics(_Record):

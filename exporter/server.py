@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.events.http import EventsEndpoint
 from exporter.exposition import Snapshots
 from exporter.webconfig import WebConfig
 
@@ -29,6 +30,7 @@ StartResponse = Callable[..., Any]
 # Probes carry no credentials (Kubernetes cannot keep a password out of the pod spec); they reveal
 # only liveness and the last poll error, never data.
 UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
+EVENTS_PATH = "/v1/events"
 log = logging.getLogger(__name__)
 
 
@@ -89,8 +91,11 @@ class MetricsServer:
         clock: Callable[[], float] = time.time,
         web: WebConfig | None = None,
         snapshot_max_age: float | None = None,
+        events: EventsEndpoint | None = None,
     ) -> None:
-        """With `snapshot_max_age`, `/metrics` serves what `publish` rendered after the last poll."""
+        """With `snapshot_max_age`, `/metrics` serves what `publish` rendered after the last poll;
+        with `events`, `POST /v1/events` takes event lines."""
+        self._events = events
         self._snapshots = None if snapshot_max_age is None else Snapshots(registry, snapshot_max_age)
         self._metrics_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] = (
             self._snapshots or make_wsgi_app(registry)
@@ -121,6 +126,8 @@ class MetricsServer:
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if path == EVENTS_PATH:
+            return self._ingest(environ, start_response)
         if path not in UNAUTHENTICATED and not self._web.authorized(environ.get("HTTP_AUTHORIZATION")):
             start_response(
                 "401 Unauthorized",
@@ -143,6 +150,20 @@ class MetricsServer:
         if path == "/":
             return _text(start_response, "200 OK", self._landing(), "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "not found\n")
+
+    def _ingest(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The ingest token or a web-config user; never open to anyone (no credentials configured: off)."""
+        if self._events is None:
+            return _text(start_response, "404 Not Found", "event ingest is off: set --ingest-token\n")
+        header = environ.get("HTTP_AUTHORIZATION")
+        if not self._events.authorized(header) and not (self._web.users and self._web.authorized(header)):
+            challenge = 'Bearer realm="letta-exporter"' + (', Basic realm="letta-exporter"' if self._web.users else "")
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", challenge), ("Content-Type", "text/plain"), ("Content-Length", "13")],
+            )
+            return [b"unauthorized\n"]
+        return self._events(environ, start_response)
 
     def _landing(self) -> str:
         status = self._status

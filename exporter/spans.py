@@ -60,24 +60,27 @@ def build_spans(finished: FinishedRun, resource: Resource) -> list[ReadableSpan]
     start = int(run.created_at.timestamp() * 1e9)
     completed = run.completed_at
     end = max(start, int(completed.timestamp() * 1e9) if completed else start + (finished.duration_ns or 0))
-    agent = finished.agent_name or run.agent_id or "unknown"
+    ns = run.runtime  # the attribute namespace: letta.*, behest.*, agent_sdk.*
+    agent = finished.agent_name or run.agent_id or (ns if ns != "letta" else "unknown")
     attributes: dict[str, str | bool | int] = {
         "gen_ai.operation.name": "invoke_agent",
-        "gen_ai.provider.name": "letta",
+        "gen_ai.provider.name": ns,
         "gen_ai.agent.name": agent,
-        "letta.run.id": run.id,
-        "letta.run.status": finished.status,
-        "letta.run.stop_reason": run.stop_reason or "none",
+        f"{ns}.run.id": run.id.removeprefix(f"{ns}:"),
+        f"{ns}.run.status": finished.status,
+        f"{ns}.run.stop_reason": run.stop_reason or "none",
     }
+    if run.raw_stop_reason:
+        attributes[f"{ns}.run.raw_stop_reason"] = run.raw_stop_reason[:500]
     if run.agent_id:
         attributes["gen_ai.agent.id"] = run.agent_id
     if run.conversation_id:
         attributes["gen_ai.conversation.id"] = run.conversation_id
     if run.background is not None:
-        attributes["letta.run.background"] = run.background
+        attributes[f"{ns}.run.background"] = run.background
     events = []
     if run.ttft_ns is not None:
-        events.append(Event("first_token", {"letta.ttft_ns": run.ttft_ns}, start + run.ttft_ns))
+        events.append(Event("first_token", {f"{ns}.ttft_ns": run.ttft_ns}, start + run.ttft_ns))
     if finished.status in ("failed", "expired"):
         reason = run.error or ("still active after --expire-after" if finished.status == "expired" else "run failed")
         status = Status(StatusCode.ERROR, reason[:500])
@@ -124,7 +127,7 @@ def _step_spans(
     own_trace = step.trace_id is not None and int(step.trace_id, 16) != run_context.trace_id
     trace_id = int(step.trace_id, 16) if own_trace and step.trace_id else run_context.trace_id
     context = _context(trace_id, _derived_id("step", step.id, 8))
-    model = step.model or "unknown"
+    model, ns = step.model or "unknown", finished.run.runtime
     attributes: dict[str, str | int] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": model,
@@ -133,13 +136,13 @@ def _step_spans(
         "gen_ai.usage.output_tokens": step.output_tokens,
         "gen_ai.usage.cache_read.input_tokens": step.cached_input_tokens,
         "gen_ai.usage.reasoning.output_tokens": step.reasoning_tokens,
-        "letta.step.id": step.id,
-        "letta.step.status": step.status or "none",
-        "letta.step.stop_reason": step.stop_reason or "none",
-        "letta.timing": "reported" if timing.step_start_ns else "derived",
+        f"{ns}.step.id": step.id,
+        f"{ns}.step.status": step.status or "none",
+        f"{ns}.step.stop_reason": step.stop_reason or "none",
+        f"{ns}.timing": "reported" if timing.step_start_ns else "derived",
     }
     if llm_ns is not None:
-        attributes["letta.step.llm_request_ns"] = llm_ns
+        attributes[f"{ns}.step.llm_request_ns"] = llm_ns
     status = _UNSET
     if step.status == "failed":
         attributes["error.type"] = step.error_type or "failed"
@@ -165,14 +168,15 @@ def _step_spans(
         tool_end = tool_start + (tool_ns or 0)  # parallel calls share the step's tool time
         for index, call in enumerate(calls or [None]):
             span_id = _derived_id("tool", f"{step.id}#{index}" if call else step.id, 8)
-            spans.append(
-                _tool_span(call, step.id, (tool_start, tool_end), _context(trace_id, span_id), context, resource)
-            )
+            own = call.duration_ns if call and call.duration_ns is not None else None  # the call's own time
+            window = (tool_start, tool_end if own is None else tool_start + own)
+            spans.append(_tool_span(call, ns, step.id, window, _context(trace_id, span_id), context, resource))
     return spans
 
 
 def _tool_span(
     call: ToolCall | None,
+    ns: str,
     step_id: str,
     window: tuple[int, int],
     context: SpanContext,
@@ -180,13 +184,13 @@ def _tool_span(
     resource: Resource,
 ) -> ReadableSpan:
     """One tool call; without the run's messages (tool metrics off) one anonymous span per step."""
-    attributes = {"gen_ai.operation.name": "execute_tool", "letta.step.id": step_id, "letta.timing": "derived"}
+    attributes = {"gen_ai.operation.name": "execute_tool", f"{ns}.step.id": step_id, f"{ns}.timing": "derived"}
     status = _UNSET
     if call is not None:
         attributes["gen_ai.tool.name"] = call.name
         if call.call_id:
             attributes["gen_ai.tool.call.id"] = call.call_id
-        attributes["letta.tool.status"] = call.status
+        attributes[f"{ns}.tool.status"] = call.status
         if call.status == "error":
             attributes["error.type"] = "tool_error"
             status = Status(StatusCode.ERROR, f"tool {call.name} returned an error")

@@ -4,7 +4,9 @@ Everything a poll decides — new runs seen, runs counted, the cumulative metric
 counting produced, the listing watermark — is written in one transaction at the end of the poll.
 A crash before the commit loses the whole poll, which the next process simply redoes; a crash
 after it loses nothing. The store stays bounded: `runs` holds tracked (active) runs plus the
-recently finished ones still needed for de-duplication and status re-checks.
+recently finished ones still needed for de-duplication and status re-checks. Runs of event
+runtimes keep their events here until they are counted (`events`, `event_runs`): an event is
+stored once under its identity, and a run's events go in the same transaction that counts it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from exporter.lifecycle import Decisions, RunRecord
 
@@ -33,6 +36,22 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS exports (run_id TEXT PRIMARY KEY, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    seq INTEGER,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS event_runs (
+    run_id TEXT PRIMARY KEY,
+    first_ns INTEGER NOT NULL,
+    first_arrival REAL NOT NULL,
+    last_arrival REAL NOT NULL,
+    terminal INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS series (
     metric TEXT NOT NULL,
     labels TEXT NOT NULL,
@@ -53,6 +72,27 @@ class SavedState:
     watermark: float | None
     runs: dict[str, RunRecord]
     series: list[tuple[str, tuple[str, ...], object]]
+
+
+class StoredEvent(NamedTuple):
+    key: str  # "<runtime>:<identity>": a resend is ignored
+    run_id: str  # the lifecycle's run id, "<runtime>:<run id>"
+    ts_ns: int
+    seq: int | None
+    type: str
+    data: str  # JSON
+    terminal: bool
+
+
+class EventRun(NamedTuple):
+    """A run with stored events: its first event time, when its first and last events arrived
+    (the exporter's clock), whether one of them ends it."""
+
+    run_id: str
+    first_ns: int
+    first_arrival: float
+    last_arrival: float
+    terminal: bool
 
 
 class StateStore:
@@ -120,10 +160,53 @@ class StateStore:
                     [(m, json.dumps(list(labels)), json.dumps(v)) for m, labels, v in series],
                 )
                 db.executemany("INSERT OR REPLACE INTO exports VALUES (?, ?)", pending)
+                # a counted (or forgotten) event run's events are done with; Letta's ids have no ":"
+                ended = [(r.id,) for r in decisions.upserts if r.phase != "active" and ":" in r.id]
+                ended += [(run_id,) for run_id in decisions.deletes if ":" in run_id]
+                db.executemany("DELETE FROM events WHERE run_id = ?", ended)
+                db.executemany("DELETE FROM event_runs WHERE run_id = ?", ended)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def append_events(self, events: Sequence[StoredEvent], arrival: float) -> list[bool]:
+        """Store what is new of `events` in one transaction; says of each whether it was (else it
+        was stored before: resent)."""
+        stored: list[bool] = []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for event in events:
+                    inserted = db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", event[:6]).rowcount
+                    stored.append(bool(inserted))
+                    if not inserted:
+                        continue
+                    db.execute(
+                        "INSERT INTO event_runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                        "first_ns = min(first_ns, excluded.first_ns), last_arrival = excluded.last_arrival, "
+                        "terminal = max(terminal, excluded.terminal)",
+                        (event.run_id, event.ts_ns, arrival, arrival, int(event.terminal)),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return stored
+
+    def event_runs(self, runtime: str) -> list[EventRun]:
+        """The runs of `runtime` with stored events."""
+        with self._lock:
+            query = "SELECT * FROM event_runs WHERE run_id >= ? AND run_id < ?"
+            rows = self._db.execute(query, (runtime + ":", runtime + ";")).fetchall()
+        return [EventRun(run_id, first, arrived, last, bool(end)) for run_id, first, arrived, last, end in rows]
+
+    def run_events(self, run_id: str) -> list[tuple[int, int | None, str, str]]:
+        """A run's stored events as (ts_ns, seq, type, data), in event time, then sequence, then arrival."""
+        with self._lock:
+            query = "SELECT ts_ns, seq, type, data FROM events WHERE run_id = ? ORDER BY ts_ns, seq, rowid"
+            return self._db.execute(query, (run_id,)).fetchall()
 
     def pending_exports(self, limit: int) -> list[str]:
         """The oldest `limit` runs counted but whose spans were not confirmed delivered."""

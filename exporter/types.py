@@ -21,7 +21,7 @@ TERMINAL_STATUSES: tuple[TerminalStatus, ...] = get_args(TerminalStatus)
 StepStatus = Literal["pending", "success", "failed", "cancelled", "other"]
 STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
 
-StopReason = Literal[
+LettaStopReason = Literal[
     "end_turn",
     "max_steps",
     "tool_rule",
@@ -53,7 +53,62 @@ STOP_REASON_STATUS: dict[str, TerminalStatus] = {
     "insufficient_credits": "failed",
     "cancelled": "cancelled",
 }
-STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
+STOP_REASONS: tuple[LettaStopReason, ...] = get_args(LettaStopReason)
+
+Runtime = Literal["letta", "behest", "agent_sdk"]
+"""The agent runtime a run comes from; also the prefix of its metric families."""
+EventRuntime = Literal["behest", "agent_sdk"]  # the runtimes that push events (docs/event-sources.md)
+EVENT_RUNTIMES: tuple[EventRuntime, ...] = get_args(EventRuntime)
+
+EventStopReason = Literal[
+    # behest (docs/event-sources.md §4): finish reasons of completed runs, failure kinds, step ends
+    "stop",
+    "tool_calls",
+    "length",
+    "content_filter",
+    "max_iterations",
+    "token_budget",
+    "doom_loop",
+    # agent-sdk (§5)
+    "refusal",
+    "max_turns",
+    "rate_limited",
+    "server_error",
+    "stream_error",
+    "llm_error",
+    "invalid_request",
+    "budget_total_tokens",
+    "budget_cost_usd",
+    "tool_use",
+]
+StopReason = LettaStopReason | EventStopReason
+
+# The stop reasons each runtime's runs end with, by terminal status: the series to pre-initialise.
+OUTCOMES: dict[Runtime, dict[TerminalStatus, tuple[str, ...]]] = {
+    "letta": {status: tuple(r for r, s in STOP_REASON_STATUS.items() if s == status) for status in TERMINAL_STATUSES},
+    "behest": {
+        "completed": ("stop", "tool_calls", "length", "content_filter", "error", "other"),
+        "failed": ("max_iterations", "token_budget", "doom_loop", "error"),
+        "cancelled": ("cancelled",),
+        "expired": (),
+    },
+    "agent_sdk": {
+        "completed": ("requires_approval", "refusal"),
+        "failed": (
+            "max_turns",
+            "rate_limited",
+            "server_error",
+            "stream_error",
+            "llm_error",
+            "invalid_request",
+            "budget_total_tokens",
+            "budget_cost_usd",
+            "error",
+        ),
+        "cancelled": ("cancelled",),
+        "expired": (),
+    },
+}
 
 Phase = Literal["active", "done", "expired"]
 """Where a known run is in the lifecycle: `active` (tracked, not yet counted), `done` (counted, or
@@ -63,7 +118,9 @@ expired while its source still shows it active)."""
 TokenType = Literal["input", "output", "cached_input", "cache_write", "reasoning"]
 TOKEN_TYPES: tuple[TokenType, ...] = get_args(TokenType)
 
-ToolStatus = Literal["success", "error", "unknown"]  # unknown: the call has no return message
+ToolStatus = Literal["success", "error", "unknown", "not_executed", "blocked", "rejected", "awaiting_confirmation"]
+"""unknown: no outcome known (Letta: no return message; behest: executed, outcome never on its wire);
+not_executed (behest), blocked / rejected / awaiting_confirmation (agent-sdk): docs/event-sources.md §6."""
 TOOL_STATUSES: tuple[ToolStatus, ...] = get_args(ToolStatus)
 
 ToolMessagesMissing = Literal["filtered", "unavailable"]
@@ -96,6 +153,8 @@ ProblemKind = Literal[
     "cursor_not_advancing",
     "run_not_found",
     "future_timestamp",
+    "invalid_event",
+    "unknown_event_type",
 ]
 """What can be wrong with an answer or a record: the `kind` of `letta_exporter_parse_errors_total`."""
 PROBLEM_KINDS: tuple[ProblemKind, ...] = get_args(ProblemKind)

@@ -16,6 +16,31 @@ if [ ! -x "$tools/bin/promtool" ] || [ ! -x "$tools/bin/prometheus" ]; then
 fi
 "$tools/bin/promtool" --version 2>&1 | head -n 1
 
+# redis-server for tests/test_redis_reader.py: Debian's build, not statically linked. redis-server's
+# package only holds a symlink to redis-tools' redis-check-rdb (one binary, mode chosen by argv[0]), and
+# it links liblzf and jemalloc, which a bare bookworm lacks: their debs are unpacked beside it and
+# .tools/bin/redis-server is a wrapper that puts them on LD_LIBRARY_PATH (nothing installed system-wide).
+if ! "$tools/bin/redis-server" --version >/dev/null 2>&1; then
+  echo "install-tools: fetching Debian's redis-server package"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null; fi
+  rm -rf "$tools/debs/redis" && mkdir -p "$tools/debs/redis"
+  (cd "$tools/debs/redis" \
+    && apt-get download -qq -o APT::Sandbox::User=root redis-server redis-tools liblzf1 libjemalloc2 >/dev/null)
+  for deb in "$tools"/debs/redis/*.deb; do dpkg -x "$deb" "$tools/root"; done
+  libdir=$(dirname "$(find "$tools/root/usr/lib" -name liblzf.so.1 | head -n 1)")
+  missing=$(LD_LIBRARY_PATH="$libdir" ldd "$tools/root/usr/bin/redis-check-rdb" | grep 'not found' || true)
+  [ -z "$missing" ] || { echo "install-tools: redis-server lacks shared libraries:$missing" >&2; exit 1; }
+  cat >"$tools/bin/redis-server" <<EOF
+#!/bin/sh
+# Written by scripts/install-tools.sh: Debian's redis-server with the libraries unpacked beside it.
+here=\$(cd "\$(dirname "\$0")/.." && pwd)
+LD_LIBRARY_PATH="\$here/${libdir#"$tools/"}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" \\
+  exec "\$here/root/usr/bin/redis-server" "\$@"
+EOF
+  chmod +x "$tools/bin/redis-server"
+fi
+"$tools/bin/redis-server" --version
+
 # Grafana dashboard JSON Schema (tests/test_dashboards.py): generated from the Dashboard type of
 # @grafana/schema with the npm packages pinned in dashboards/schema/ (package-lock.json), installed
 # into .tools/npm. Two flavours: lenient (extra properties allowed, as Grafana itself accepts) and

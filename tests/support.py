@@ -220,3 +220,32 @@ def tool(name: str) -> str | None:
         return explicit
     local = ROOT / ".tools" / "bin" / name
     return str(local) if local.exists() else shutil.which(name)
+
+
+@contextmanager
+def redis_server(*args: str, port: int | None = None) -> Iterator[str]:
+    """A real redis-server (Debian's, from scripts/install-tools.sh) on 127.0.0.1, in memory only; yields
+    its URL. `port`: the one of a server stopped before, to restart it in place. Missing: a skip, but a
+    failure in CI, so that a green run cannot hide the tests it skipped."""
+    import pytest
+
+    binary = tool("redis-server")
+    if binary is None:
+        message = "redis-server is not installed: run `make tools` (scripts/install-tools.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    port = port or free_port()
+    process = Process([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", *args])
+
+    def answers() -> bool:
+        assert process.proc.poll() is None, f"redis-server exited:\n{process.text()[-2000:]}"
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, with --requirepass
+
+    try:
+        wait_until(answers, timeout=10, what="redis-server to answer PING")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.stop()

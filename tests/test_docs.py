@@ -19,5 +19,5 @@ def test_readme_configuration_table_is_current() -> None:
 def test_readme_metric_table_lists_every_ledger_metric() -> None:
     documented = set(re.findall(r"`(letta_[a-z_]+)`", README))
     for name, family in FAMILIES.items():
-        exposed = name + ("_total" if family.buckets is None else "")
+        exposed = "letta_" + name + ("_total" if family.buckets is None else "")
         assert exposed in documented, exposed

@@ -252,3 +252,21 @@ def test_redact() -> None:
     assert redact("rediss://user:p@ss@host/1?password=pw2") == "rediss://user:***@host/1"
     assert redact("redis://host:6379") == "redis://host:6379"
     assert redact("unix:///run/redis.sock?password=pw") == "unix:///run/redis.sock"
+
+
+def test_entries_a_vanished_consumer_left_pending_are_taken_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_reader, "CLAIM_IDLE_MS", 200)
+    with redis_server() as url:
+        r = client(url)
+        r.xgroup_create(STREAM, GROUP, "$", mkstream=True)
+        r.xadd(STREAM, {"event": event(1)})
+        r.xadd(STREAM, {"event": event(2)})
+        r.xreadgroup(GROUP, "old-pod-7f9c", {STREAM: ">"})  # read, never acknowledged: that pod is gone
+        wait_until(
+            lambda: all(e["time_since_delivered"] >= 200 for e in r.xpending_range(STREAM, GROUP, "-", "+", 10)),
+            what="the entries idle past CLAIM_IDLE_MS",
+        )
+        sink = MemorySink()
+        with reading(url, sink):
+            wait_until(lambda: sink.lines() == [event(1), event(2)], timeout=10, what="the old pod's entries")
+            wait_until(lambda: pending(r) == 0, timeout=10, what="acknowledged")

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import socket
+import time
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -32,6 +33,8 @@ FIELD = b"event"
 # Not an empty line, which a line reader may skip as padding, and so never count.
 UNREADABLE = b"{}"
 FIRST_BACKOFF = 0.25  # seconds, doubled per consecutive failure up to max_backoff
+CLAIM_IDLE_MS = 60_000  # another consumer's entry pending this long: its reader died (a replaced pod)
+CLAIM_EVERY = 60.0  # seconds between looks for such entries
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
@@ -107,7 +110,12 @@ class RedisReader:
     async def _consume(self, stop: asyncio.Event) -> None:
         """This consumer's pending entries first (id `0` onwards, unblocked), then new ones (`>`)."""
         cursor: bytes | str = b"0"
+        next_claim = 0.0
         while not stop.is_set():
+            if cursor == ">" and time.monotonic() >= next_claim:
+                next_claim = time.monotonic() + CLAIM_EVERY
+                if await self._claim_abandoned():
+                    cursor = b"0"  # now ours: read as our own pending entries
             pending = cursor != ">"
             response = await self._client.xreadgroup(
                 self.group,
@@ -131,6 +139,22 @@ class RedisReader:
             await self._client.xack(self.stream, self.group, *(entry_id for entry_id, _ in entries))
             if pending:
                 cursor = entries[-1][0]
+
+    async def _claim_abandoned(self) -> int:
+        """Take over entries another consumer left pending for CLAIM_IDLE_MS: under a Deployment a
+        restarted exporter has a new name, and the old one's pending entries would wait forever."""
+        claimed, start = 0, b"0-0"
+        while True:
+            answer = await self._client.xautoclaim(
+                self.stream, self.group, self.consumer, CLAIM_IDLE_MS, start, count=self.batch
+            )  # [next start, [(id, fields)], [deleted ids]]: justid answers without the next start
+            start, entries = cast(tuple[bytes, Entries], (answer[0], answer[1]))
+            claimed += len(entries)
+            if start == b"0-0":
+                break
+        if claimed:
+            log.info("redis: took over entries an earlier consumer left pending", extra={"entries": claimed})
+        return claimed
 
     async def _failed(self, exc: Exception, stop: asyncio.Event) -> None:
         self.metrics.event_source_errors.labels(TRANSPORT).inc()

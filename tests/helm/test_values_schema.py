@@ -83,10 +83,12 @@ def test_bad_values_are_rejected(helm: Helm, settings: list[str], message: str) 
 def test_schema_config_keys_are_the_exporter_settings() -> None:
     """`config` accepts exactly the exporter's settings, less the four the chart manages (the API key
     from `apiKey`, `listen_address` from `listenHost`/`containerPort`, `state_path` from `persistence`,
-    `web_config_file` from `webConfig`)."""
+    `web_config_file` from `webConfig`) and the other secrets (`ingest_token`, `redis_url`), which never
+    go in a ConfigMap: `extraEnv` takes them from a Secret."""
     config_module = pytest.importorskip("exporter.config")
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     chart_managed = {"letta_api_key", "listen_address", "state_path", "web_config_file"}
     exporter_settings = {option.name for option in config_module.OPTIONS}
     assert chart_managed <= exporter_settings
-    assert set(schema["properties"]["config"]["properties"]) == exporter_settings - chart_managed
+    secrets = {option.name for option in config_module.OPTIONS if option.secret}
+    assert set(schema["properties"]["config"]["properties"]) == exporter_settings - chart_managed - secrets

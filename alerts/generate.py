@@ -9,7 +9,13 @@ Run from the repository root::
 Every threshold, window, ``for`` duration, the series selector and the runbook base live in
 :class:`Settings`: that is the one place to change them. ``--config`` takes a YAML mapping of
 ``Settings`` field names to values. The committed rules file (used as-is by the Helm chart) is the
-output for the defaults. The promtool unit tests in ``letta-exporter.rules.test.yml`` exercise it.
+output for the defaults. The promtool unit tests in ``letta-exporter.rules.test.yml`` (Letta and the
+exporter), ``letta-exporter.event-runtimes.test.yml`` (behest, agent-sdk, event ingest) and
+``letta-exporter.spend.test.yml`` (the opt-in spend alerts) exercise it.
+
+Every agent runtime of :data:`dashboards.letta_metrics.RUNTIMES` gets the same run rules from
+:func:`runtime_rules`, named by its prefix (LettaRunsStuck, BehestRunsStuck, AgentSdkRunsStuck) and
+with the same thresholds.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything an operator may want to tune. Durations are Prometheus durations (``15m``)."""
+    """Everything an operator may want to tune. Durations are Prometheus durations (``15m``). The run
+    settings (named after Letta's alerts) apply to the same alerts of every runtime."""
 
     selector: str = 'job="letta-exporter"'
     """Label matchers (PromQL, without braces) that pick the exporter's series and its ``up``."""
@@ -96,6 +103,19 @@ class Settings:
     absent_for: str = "5m"
     """LettaExporterAbsent: no exporter target scraped successfully for this long."""
 
+    events_rejected_ratio: float = 0.10
+    """LettaExporterEventsRejected: share of a runtime's event lines the exporter rejected (could not
+    read: their runs go uncounted)."""
+    events_rejected_window: str = "15m"
+    events_rejected_min_lines: int = 10
+    """...and only when at least this many lines of the runtime arrived in the window."""
+    events_rejected_for: str = "10m"
+
+    event_source_errors_window: str = "5m"
+    """LettaExporterEventSourceErrors: reading an event way in (Redis) failed within every such window..."""
+    event_source_errors_for: str = "10m"
+    """...for this long."""
+
     def __post_init__(self) -> None:
         problems = []
         if not self.selector.strip():
@@ -110,6 +130,10 @@ class Settings:
             problems.append("tool_error_ratio must be between 0 and 1")
         if self.tool_error_min_calls < 1:
             problems.append("tool_error_min_calls must be at least 1")
+        if not 0 < self.events_rejected_ratio < 1:
+            problems.append("events_rejected_ratio must be between 0 and 1")
+        if self.events_rejected_min_lines < 1:
+            problems.append("events_rejected_min_lines must be at least 1")
         if self.spend_usd_per_hour is not None and self.spend_usd_per_hour <= 0:
             problems.append("spend_usd_per_hour must be positive (or unset: no spend alert)")
         if self.ttft_p95_seconds <= 0 or self.llm_request_p95_seconds <= 0:
@@ -170,18 +194,24 @@ def _rule(
     return rule
 
 
-def letta_rules(s: Settings) -> list[dict[str, Any]]:
-    """Alerts about the Letta server as the exporter sees it."""
-    finished = m.RUNS_FINISHED
-    run_labels = f"status, stop_reason, {m.AGENT_LABEL}"
+def runtime_rules(s: Settings, rt: m.Runtime) -> list[dict[str, Any]]:
+    """Alerts about one agent runtime's runs as the exporter counts them: the same rules for every
+    runtime, over its own families (an event runtime's only exist once its way in is configured)."""
+    n, name = rt.names, rt.alert_prefix
+    finished = n.RUNS_FINISHED
+    agent_labels = ", ".join(rt.agent_labels)  # what --agent-labels adds (Letta only): summed away
+    agent = f", {agent_labels}" if agent_labels else ""
+    run_labels = f"status, stop_reason{agent}"
     window = s.failed_ratio_window
     failed = _sel(s, f'status="{m.STATUS_FAILED}"')
 
     def decided(func: str) -> str:
         """Finished runs without those awaiting approval: a burst of them must neither dilute the
         ratio nor lift a few failures over the minimum volume. (No failed run awaits approval.)"""
-        awaiting = _sel(s, *m.AWAITING_APPROVAL)
-        return f"{func}({finished}{_sel(s)}[{window}]) unless {func}({finished}{awaiting}[{window}])"
+        runs = f"{func}({finished}{_sel(s)}[{window}])"
+        if not rt.awaiting_approval:
+            return runs
+        return f"{runs} unless {func}({finished}{_sel(s, *m.AWAITING_APPROVAL)}[{window}])"
 
     failed_ratio = (
         f"(\n"
@@ -202,82 +232,84 @@ def letta_rules(s: Settings) -> list[dict[str, Any]]:
         f"  {finished}{expired} unless {finished}{expired} offset {s.expired_window}\n"
         f") > 0"
     )
+    ttft_buckets = f"rate({m.bucket(n.RUN_TTFT)}{_sel(s)}[{s.ttft_window}])"
     ttft = (
         f"histogram_quantile(0.95,\n"
-        f"  sum without ({m.AGENT_LABEL}) (rate({m.bucket(m.RUN_TTFT)}{_sel(s)}[{s.ttft_window}]))\n"
+        f"  {f'sum without ({agent_labels}) ({ttft_buckets})' if agent_labels else ttft_buckets}\n"
         f") > {_number(s.ttft_p95_seconds)}"
     )
     llm_phase = _sel(s, f'phase="{m.PHASE_LLM_REQUEST}"')
     llm = (
         f"histogram_quantile(0.95,\n"
-        f"  sum without (phase, {m.AGENT_LABEL}) "
-        f"(rate({m.bucket(m.STEP_DURATION)}{llm_phase}[{s.llm_request_window}]))\n"
+        f"  sum without (phase{agent}) "
+        f"(rate({m.bucket(n.STEP_DURATION)}{llm_phase}[{s.llm_request_window}]))\n"
         f") > {_number(s.llm_request_p95_seconds)}"
     )
+    awaiting = "; runs awaiting tool approval are left out" if rt.awaiting_approval else ""
     rules = [
         _rule(
             s,
-            "LettaRunFailureRatioHigh",
+            f"{name}RunFailureRatioHigh",
             failed_ratio,
             s.failed_ratio_for,
             "warning",
-            "Many Letta runs are failing",
-            "{{ $value | humanizePercentage }} of the Letta runs that finished on {{ $labels.instance }} "
+            f"Many {rt.title} runs are failing",
+            f"{{{{ $value | humanizePercentage }}}} of the {rt.title} runs that finished on {{{{ $labels.instance }}}} "
             f"in the last {window} failed (threshold {_percent(s.failed_ratio)}, "
-            f"counted once at least {s.failed_ratio_min_runs} runs finished; "
-            "runs awaiting tool approval are left out).",
+            f"counted once at least {s.failed_ratio_min_runs} runs finished{awaiting}).",
         ),
         _rule(
             s,
-            "LettaRunsExpired",
+            f"{name}RunsExpired",
             runs_expired,
             None,
             "warning",
-            "Letta runs expired",
-            '{{ $value | printf "%.0f" }} Letta runs seen by {{ $labels.instance }} expired in the last '
-            f"{s.expired_window}: Letta reported them expired, or they stayed non-terminal for longer "
-            "than the exporter's --expire-after.",
+            f"{rt.title} runs expired",
+            f'{{{{ $value | printf "%.0f" }}}} {rt.title} runs seen by {{{{ $labels.instance }}}} expired in the last '
+            f"{s.expired_window}: {rt.expired_because}.",
         ),
         _rule(
             s,
-            "LettaRunsStuck",
-            f"sum without (status, {m.AGENT_LABEL}) ({m.RUNS_STUCK}{_sel(s)}) > 0",
+            f"{name}RunsStuck",
+            f"sum without (status{agent}) ({n.RUNS_STUCK}{_sel(s)}) > 0",
             s.stuck_for,
             "warning",
-            "Letta runs are stuck",
-            "{{ $value }} Letta runs seen by {{ $labels.instance }} have been active (created or "
+            f"{rt.title} runs are stuck",
+            f"{{{{ $value }}}} {rt.title} runs seen by {{{{ $labels.instance }}}} have been active (created or "
             f"running) for longer than the exporter's --stuck-after, for at least {s.stuck_for}.",
         ),
         _rule(
             s,
-            "LettaRunTTFTHigh",
+            f"{name}RunTTFTHigh",
             ttft,
             s.ttft_for,
             "warning",
-            "Letta time to first token is high",
-            "The 95th percentile time to first token of the Letta runs seen by {{ $labels.instance }} "
+            f"{rt.title} time to first token is high",
+            f"The 95th percentile time to first token of the {rt.title} runs seen by {{{{ $labels.instance }}}} "
             f"is {{{{ $value | humanizeDuration }}}} over the last {s.ttft_window} "
             f"(threshold {_number(s.ttft_p95_seconds)}s).",
         ),
         _rule(
             s,
-            "LettaStepLLMRequestSlow",
+            f"{name}StepLLMRequestSlow",
             llm,
             s.llm_request_for,
             "warning",
-            "Letta LLM requests are slow",
+            f"{rt.title} LLM requests are slow",
             "The 95th percentile LLM request latency of {{ $labels.model }} ({{ $labels.provider }}) "
-            "steps seen by {{ $labels.instance }} is {{ $value | humanizeDuration }} over the last "
+            f"{rt.title} steps seen by {{{{ $labels.instance }}}} is {{{{ $value | humanizeDuration }}}} over the last "
             f"{s.llm_request_window} (threshold {_number(s.llm_request_p95_seconds)}s).",
         ),
-        _tool_errors(s),
     ]
-    return rules if s.spend_usd_per_hour is None else [*rules, _spend(s, s.spend_usd_per_hour)]
+    if rt.tool_errors:  # behest never says how a tool call went: no error status to count
+        rules.append(_tool_errors(s, rt))
+    return rules if s.spend_usd_per_hour is None else [*rules, _spend(s, rt, s.spend_usd_per_hour)]
 
 
-def _tool_errors(s: Settings) -> dict[str, Any]:
+def _tool_errors(s: Settings, rt: m.Runtime) -> dict[str, Any]:
     """Per tool (the other labels summed away): unknown outcomes count as calls, not as errors."""
-    calls, window, others = m.TOOL_CALLS, s.tool_error_window, f"status, {m.AGENT_LABEL}"
+    calls, window = rt.names.TOOL_CALLS, s.tool_error_window
+    others = ", ".join(("status", *rt.agent_labels))
     errors = _sel(s, f'status="{m.TOOL_ERROR}"')
     expr = (
         f"(\n"
@@ -290,34 +322,38 @@ def _tool_errors(s: Settings) -> dict[str, Any]:
     )
     return _rule(
         s,
-        "LettaToolErrorRatioHigh",
+        f"{rt.alert_prefix}ToolErrorRatioHigh",
         expr,
         s.tool_error_for,
         "warning",
-        "A Letta tool is failing often",
-        "{{ $value | humanizePercentage }} of the calls of the tool {{ $labels.tool }} in runs seen by "
+        f"{'An' if rt.title[0] in 'aeiou' else 'A'} {rt.title} tool is failing often",
+        "{{ $value | humanizePercentage }} of the calls of the tool {{ $labels.tool }} in "
+        f"{rt.title} runs seen by "
         f"{{{{ $labels.instance }}}} returned an error in the last {window} (threshold "
         f"{_percent(s.tool_error_ratio)}, counted once the tool was called {s.tool_error_min_calls} times).",
     )
 
 
-def _spend(s: Settings, usd_per_hour: float) -> dict[str, Any]:
-    others = f"model, provider, {m.AGENT_LABEL}"
-    expr = f"3600 * sum without ({others}) (rate({m.STEP_COST}{_sel(s)}[{s.spend_window}])) > {_number(usd_per_hour)}"
+def _spend(s: Settings, rt: m.Runtime, usd_per_hour: float) -> dict[str, Any]:
+    others = ", ".join(("model", "provider", *rt.agent_labels))
+    cost = f"rate({rt.names.STEP_COST}{_sel(s)}[{s.spend_window}])"
+    expr = f"3600 * sum without ({others}) ({cost}) > {_number(usd_per_hour)}"
     return _rule(
         s,
-        "LettaSpendRateHigh",
+        f"{rt.alert_prefix}SpendRateHigh",
         expr,
         s.spend_for,
         "warning",
-        "Letta LLM spend is high",
-        'The Letta steps seen by {{ $labels.instance }} cost {{ $value | printf "%.2f" }} USD per hour over the '
+        f"{rt.title} LLM spend is high",
+        f"The {rt.title} steps seen by {{{{ $labels.instance }}}} cost "
+        '{{ $value | printf "%.2f" }} USD per hour over the '
         f"last {s.spend_window} (threshold {_number(usd_per_hour)} USD/h, priced from the exporter's price table).",
     )
 
 
 def exporter_rules(s: Settings) -> list[dict[str, Any]]:
-    """Alerts about the exporter itself: can it reach Letta, is it polling, is it scraped at all."""
+    """Alerts about the exporter itself: can it reach Letta, is it polling, is it scraped at all, can
+    it read the events runtimes push."""
     stale = (
         f"(time() - {m.LAST_POLL_SUCCESS}{_sel(s)} > {_number(parse_duration(s.stale_after))})\n"
         f"unless\n"
@@ -358,16 +394,59 @@ def exporter_rules(s: Settings) -> list[dict[str, Any]]:
             "the exporter is down, missing from service discovery, or its /metrics fails. "
             "The other Letta alerts cannot fire meanwhile.",
         ),
+        *_event_ingest_rules(s),
+    ]
+
+
+def _event_ingest_rules(s: Settings) -> list[dict[str, Any]]:
+    """The ways in of the event runtimes: their series exist only once one is configured."""
+    # A line that cannot be read names no runtime (runtime="unknown"): the share is of all the lines
+    # of a way in, whatever their runtime.
+    events, window, others = m.EVENTS, s.events_rejected_window, "runtime, result"
+    rejected = _sel(s, f'result="{m.EVENT_REJECTED}"')
+    ratio = (
+        f"(\n"
+        f"  sum without ({others}) (rate({events}{rejected}[{window}]))\n"
+        f"/\n"
+        f"  sum without ({others}) (rate({events}{_sel(s)}[{window}]))\n"
+        f") > {_number(s.events_rejected_ratio)}\n"
+        f"and\n"
+        f"sum without ({others}) (increase({events}{_sel(s)}[{window}])) >= {s.events_rejected_min_lines}"
+    )
+    errors = f"increase({m.EVENT_SOURCE_ERRORS}{_sel(s)}[{s.event_source_errors_window}]) > 0"
+    return [
+        _rule(
+            s,
+            "LettaExporterEventsRejected",
+            ratio,
+            s.events_rejected_for,
+            "warning",
+            "letta-exporter rejects event lines",
+            "{{ $value | humanizePercentage }} of the event lines that reached {{ $labels.instance }} over "
+            f"{{{{ $labels.transport }}}} in the last {window} were rejected (threshold "
+            f"{_percent(s.events_rejected_ratio)}, counted once {s.events_rejected_min_lines} lines arrived): "
+            "the exporter cannot read them, so their runs are not counted.",
+        ),
+        _rule(
+            s,
+            "LettaExporterEventSourceErrors",
+            errors,
+            s.event_source_errors_for,
+            "warning",
+            "letta-exporter cannot read an event source",
+            "Reading the {{ $labels.transport }} event source of {{ $labels.instance }} has kept failing for "
+            f"{s.event_source_errors_for} (retried with backoff): the runs pushed there meanwhile are counted "
+            "late, or not at all if the source drops them first.",
+        ),
     ]
 
 
 def rule_groups(settings: Settings) -> dict[str, Any]:
-    return {
-        "groups": [
-            {"name": "letta", "rules": letta_rules(settings)},
-            {"name": "letta-exporter", "rules": exporter_rules(settings)},
-        ]
-    }
+    """One group per runtime (named by its slug: letta, behest, agent-sdk) and the exporter's, sorted
+    by name as Prometheus lists them (its rules API and UI sort the groups of a file)."""
+    groups = [{"name": rt.slug, "rules": runtime_rules(settings, rt)} for rt in m.RUNTIMES]
+    groups.append({"name": "letta-exporter", "rules": exporter_rules(settings)})
+    return {"groups": sorted(groups, key=lambda group: str(group["name"]))}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -387,7 +466,9 @@ _Dumper.add_representer(str, _str)
 HEADER = """\
 # Generated by `python -m alerts.generate` (alerts/generate.py): do not edit by hand.
 # Thresholds, windows, the series selector and the runbook base are Settings in that file.
-# Unit tests: promtool test rules alerts/letta-exporter.rules.test.yml
+# One group per agent runtime (agent-sdk, behest, letta: the same rules over each one's families; an
+# event runtime's series, and so its alerts, exist only once its way in is configured) and the exporter's.
+# Unit tests: promtool test rules alerts/letta-exporter.rules.test.yml alerts/letta-exporter.event-runtimes.test.yml
 """
 
 

@@ -10,6 +10,11 @@ chart's ConfigMap). Every panel reads its data source from the ``datasource`` va
 on the ``job`` / ``instance`` variables; metric names come from :mod:`dashboards.letta_metrics` and
 the alert thresholds drawn on panels from :class:`alerts.generate.Settings`.
 
+Every agent runtime of :data:`dashboards.letta_metrics.RUNTIMES` gets an overview and a by-model
+dashboard from the same builders (``letta-overview.json``, ``behest-overview.json``, ...): an event
+runtime's leave out what only Letta's REST API gives (API and poll health, per-agent panels) and
+show its event ingest instead. :data:`RUNTIME_DASHBOARDS` lists each runtime's files.
+
 :func:`panel_queries` lists every (dashboard, panel, query) of a dashboard JSON and
 :func:`concrete` turns a query's Grafana variables into plain PromQL, so that a test can send each
 one to a real Prometheus.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import re
 import sys
@@ -33,7 +39,6 @@ from exporter.config import parse_duration
 HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 42  # Grafana 12.x/13.x; the defaultDashboard of @grafana/schema 13.2.3
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-TAGS = ["letta", "letta-exporter"]
 RATE = "$__rate_interval"
 ALERTS = AlertSettings()
 
@@ -63,12 +68,15 @@ def ratio(numerator: str, denominator: str, on: str = "") -> str:
     return f"{numerator} /{matching} ({denominator} > 0)"
 
 
-def decided_runs(func: str, by: str = "", *matchers: str, window: str = RATE) -> str:
-    """``sum by (by) (func(letta_runs_finished_total{matchers}[window]))`` without the runs awaiting
+def decided_runs(rt: m.Runtime, func: str, by: str = "", *matchers: str, window: str = RATE) -> str:
+    """``sum by (by) (func(<prefix>_runs_finished_total{matchers}[window]))`` without the runs awaiting
     approval, which have neither succeeded nor failed: what every run ratio divides by."""
     grouping = f" by ({by})" if by else ""
-    awaiting = f"{func}({m.RUNS_FINISHED}{sel(*m.AWAITING_APPROVAL)}[{window}])"
-    return f"sum{grouping} ({func}({m.RUNS_FINISHED}{sel(*matchers)}[{window}]) unless {awaiting})"
+    finished = rt.names.RUNS_FINISHED
+    runs = f"{func}({finished}{sel(*matchers)}[{window}])"
+    if not rt.awaiting_approval:
+        return f"sum{grouping} ({runs})"
+    return f"sum{grouping} ({runs} unless {func}({finished}{sel(*m.AWAITING_APPROVAL)}[{window}]))"
 
 
 def named(expr: str) -> str:
@@ -143,6 +151,7 @@ class Variable:
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
+    runtime: m.Runtime  # tags the dashboard, and links it to the runtime's other dashboards
     uid: str
     title: str
     description: str
@@ -356,9 +365,9 @@ def build(spec: Spec) -> Json:
                 "icon": "external link",
                 "includeVars": True,
                 "keepTime": True,
-                "tags": ["letta"],
+                "tags": [spec.runtime.slug],
                 "targetBlank": False,
-                "title": "Letta dashboards",
+                "title": f"{spec.runtime.title} dashboards",
                 "tooltip": "",
                 "type": "dashboards",
             }
@@ -366,7 +375,7 @@ def build(spec: Spec) -> Json:
         "panels": _layout(spec.rows),
         "refresh": "30s",
         "schemaVersion": SCHEMA_VERSION,
-        "tags": TAGS,
+        "tags": [spec.runtime.slug, "letta-exporter"],
         "templating": {"list": [_variable(v) for v in spec.variables]},
         "time": {"from": "now-6h", "to": "now"},
         "timepicker": {},
@@ -384,13 +393,17 @@ JOB_VAR = Variable("job", "Job", f"label_values({m.BUILD_INFO}, job)", "Promethe
 INSTANCE_VAR = Variable(
     "instance", "Instance", f'label_values({m.BUILD_INFO}{{job=~"$job"}}, instance)', "Exporter instance"
 )
-MODEL_VAR = Variable("model", "Model", f"label_values({m.STEPS}{sel()}, model)", "LLM model of the steps")
 AGENT_VAR = Variable(
     "agent",
     "Agent",
-    f"label_values({m.RUNS_FINISHED}{sel()}, {m.AGENT_LABEL})",
+    f"label_values({m.LETTA.names.RUNS_FINISHED}{sel()}, {m.AGENT_LABEL})",
     "Empty unless the exporter runs with per-agent labels",
 )
+
+
+def model_var(rt: m.Runtime) -> Variable:
+    return Variable("model", "Model", f"label_values({rt.names.STEPS}{sel()}, model)", "LLM model of the steps")
+
 
 # No run awaiting approval is failed or expired, so these numerators need no exclusion of their own.
 FAILED = f'status="{m.STATUS_FAILED}"'
@@ -402,6 +415,7 @@ STEP = f'phase="{m.PHASE_STEP}"'
 MODEL = 'model=~"$model"'
 AGENT = f'{m.AGENT_LABEL}=~"$agent"'
 TOOL_FAILED = f'status="{m.TOOL_ERROR}"'
+REJECTED = f'result="{m.EVENT_REJECTED}"'
 UP_MAPPINGS: tuple[Json, ...] = (
     {
         "type": "value",
@@ -419,93 +433,99 @@ def _quantiles(histogram: str, *matchers: str, exemplar: bool = False) -> tuple[
     )
 
 
-def overview() -> Spec:
-    finished_range = f"sum(increase({m.RUNS_FINISHED}{sel()}[$__range]))"
-    failed_range = f"sum(increase({m.RUNS_FINISHED}{sel(FAILED)}[$__range]))"
-    decided_range = decided_runs("increase", window="$__range")
-    awaiting_range = f"sum(increase({m.RUNS_FINISHED}{sel(*AWAITING)}[$__range]))"
+def _present(*panels: Panel | None) -> tuple[Panel, ...]:
+    """The panels the runtime has (``None``: a panel whose families it lacks)."""
+    return tuple(panel for panel in panels if panel is not None)
+
+
+def overview(rt: m.Runtime) -> Spec:
+    n, alert = rt.names, rt.alert_prefix
+    approvals = rt.awaiting_approval
+    finished_range = f"sum(increase({n.RUNS_FINISHED}{sel()}[$__range]))"
+    failed_range = f"sum(increase({n.RUNS_FINISHED}{sel(FAILED)}[$__range]))"
+    decided_range = decided_runs(rt, "increase", window="$__range")
+    awaiting_range = f"sum(increase({n.RUNS_FINISHED}{sel(*AWAITING)}[$__range]))"
+    runtime = rt.runtime_matcher
+    # of every runtime: an unreadable line names none
+    lines_range = f"sum(increase({m.EVENTS}{sel()}[$__range]))"
+    rejected_range = f"sum(increase({m.EVENTS}{sel(REJECTED)}[$__range]))"
+    stat = functools.partial(Panel, kind="stat", width=3, height=4)
     summary = Row(
         "Summary",
-        (
-            Panel(
+        _present(
+            stat(
                 "Letta reachable",
                 "letta_up: 1 when the exporter's last poll reached Letta and understood its answers.",
                 (Target(f"min({m.UP}{sel()})"),),
-                kind="stat",
                 unit="none",
-                width=3,
-                height=4,
                 mappings=UP_MAPPINGS,
-            ),
-            Panel(
+            )
+            if rt.polled
+            else None,
+            stat(
                 "Runs finished",
-                "Runs that reached a terminal state in the selected time range, including those awaiting approval.",
+                "Runs that reached a terminal state in the selected time range"
+                + (", including those awaiting approval." if approvals else "."),
                 (Target(finished_range, instant=True),),
-                kind="stat",
-                width=3,
-                height=4,
                 decimals=0,
             ),
-            Panel(
+            stat(
                 "Failed runs",
-                "Share of the runs finished in the selected time range whose status is failed (failed "
-                "includes runs Letta reported completed with a failure stop reason). Runs awaiting "
-                "approval are left out.",
+                "Share of the runs finished in the selected time range whose status is failed"
+                + (" (failed includes runs Letta reported completed with a failure stop reason)" if rt.polled else "")
+                + ("." + (" Runs awaiting approval are left out." if approvals else "")),
                 (Target(ratio(failed_range, decided_range), instant=True),),
-                kind="stat",
                 unit="percentunit",
-                width=3,
-                height=4,
                 threshold=ALERTS.failed_ratio,
                 no_value="no runs",
             ),
-            Panel(
+            stat(
                 "Awaiting approval",
                 "Runs that finished in the selected time range waiting for a human to approve a tool call "
                 "(completed, stop reason requires_approval). Neither successes nor failures.",
                 (Target(awaiting_range, instant=True),),
-                kind="stat",
-                width=3,
-                height=4,
                 decimals=0,
-            ),
-            Panel(
+            )
+            if approvals
+            else None,
+            stat(
                 "Active runs",
                 "Non-terminal runs the exporter tracks (created, running, pending).",
-                (Target(f"sum({m.RUNS_ACTIVE}{sel()})"),),
-                kind="stat",
-                width=3,
-                height=4,
+                (Target(f"sum({n.RUNS_ACTIVE}{sel()})"),),
             ),
-            Panel(
+            stat(
                 "Stuck runs",
                 "Active runs older than the exporter's --stuck-after.",
-                (Target(f"sum({m.RUNS_STUCK}{sel()})"),),
-                kind="stat",
-                width=3,
-                height=4,
+                (Target(f"sum({n.RUNS_STUCK}{sel()})"),),
                 threshold=1,
             ),
-            Panel(
+            stat(
                 "Since last successful poll",
                 "Time since the most recent successful poll of any selected exporter.",
                 (Target(f"time() - max({m.LAST_POLL_SUCCESS}{sel()})"),),
-                kind="stat",
                 unit="s",
-                width=3,
-                height=4,
                 threshold=int(parse_duration(ALERTS.stale_after)),
-            ),
-            Panel(
+            )
+            if rt.polled
+            else None,
+            stat(
+                "Rejected event lines",
+                "Share of the event lines that arrived in the selected time range and that the exporter could "
+                "not read: their runs are not counted. Of every runtime, as an unreadable line names none.",
+                (Target(ratio(rejected_range, lines_range), instant=True),),
+                unit="percentunit",
+                threshold=ALERTS.events_rejected_ratio,
+                no_value="no lines",
+            )
+            if not rt.polled
+            else None,
+            stat(
                 "LLM spend",
                 "USD of the steps that finished in the selected time range, priced by the exporter from its "
                 "price table (not a bill). Unpriced steps add nothing: see the Cost row of the by-model "
                 "dashboard. Empty when the exporter runs with --no-cost.",
-                (Target(f"sum(increase({m.STEP_COST}{sel()}[$__range]))", instant=True),),
-                kind="stat",
+                (Target(f"sum(increase({n.STEP_COST}{sel()}[$__range]))", instant=True),),
                 unit="currencyUSD",
-                width=3,
-                height=4,
                 decimals=2,
                 no_value="no cost data",
             ),
@@ -516,49 +536,54 @@ def overview() -> Spec:
         (
             Panel(
                 "Runs/s by status",
-                "Runs created and runs finished per second, by terminal status. Runs awaiting a human's "
-                "tool approval (completed, stop reason requires_approval) are their own line, not in completed.",
+                "Runs created and runs finished per second, by terminal status."
+                + (
+                    " Runs awaiting a human's tool approval (completed, stop reason requires_approval) are their "
+                    "own line, not in completed."
+                    if approvals
+                    else ""
+                ),
                 (
-                    Target(decided_runs("rate", "status"), "{{status}}"),
-                    Target(sum_rate(m.RUNS_FINISHED, "", *AWAITING), "awaiting approval"),
-                    Target(sum_rate(m.RUNS_CREATED), "created"),
+                    Target(decided_runs(rt, "rate", "status"), "{{status}}"),
+                    *((Target(sum_rate(n.RUNS_FINISHED, "", *AWAITING), "awaiting approval"),) if approvals else ()),
+                    Target(sum_rate(n.RUNS_CREATED), "created"),
                 ),
             ),
             Panel(
                 "Failed and expired share of finished runs",
-                "Failed (and expired) runs as a share of the finished runs, leaving out those awaiting "
-                "approval. The dashed line is the LettaRunFailureRatioHigh threshold. Empty when no run finished.",
+                "Failed (and expired) runs as a share of the finished runs"
+                + (", leaving out those awaiting approval" if approvals else "")
+                + f". The dashed line is the {alert}RunFailureRatioHigh threshold. Empty when no run finished.",
                 (
-                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", FAILED), decided_runs("rate")), "failed"),
-                    Target(ratio(sum_rate(m.RUNS_FINISHED, "", EXPIRED), decided_runs("rate")), "expired"),
+                    Target(ratio(sum_rate(n.RUNS_FINISHED, "", FAILED), decided_runs(rt, "rate")), "failed"),
+                    Target(ratio(sum_rate(n.RUNS_FINISHED, "", EXPIRED), decided_runs(rt, "rate")), "expired"),
                 ),
                 unit="percentunit",
                 threshold=ALERTS.failed_ratio,
             ),
             Panel(
                 "Finished runs/s by stop reason",
-                "Stop reason of the finished runs (none when Letta reported none).",
-                (Target(sum_rate(m.RUNS_FINISHED, "stop_reason"), "{{stop_reason}}"),),
+                f"Stop reason of the finished runs (none when {rt.title} reported none).",
+                (Target(sum_rate(n.RUNS_FINISHED, "stop_reason"), "{{stop_reason}}"),),
                 stacked=True,
             ),
             Panel(
                 "Run duration",
-                "Quantiles of the duration of finished runs (total_duration_ns, else completed_at - created_at).",
-                _quantiles(m.RUN_DURATION, exemplar=True),
+                f"Quantiles of the duration of finished runs ({rt.run_duration_from}).",
+                _quantiles(n.RUN_DURATION, exemplar=True),
                 unit="s",
             ),
             Panel(
                 "Time to first token",
-                "Quantiles of ttft_ns. Only servers that report it (Letta 0.11 and older, hosted "
-                "deployments) fill this panel. The dashed line is the LettaRunTTFTHigh threshold.",
-                _quantiles(m.RUN_TTFT, exemplar=True),
+                f"{rt.ttft_from} The dashed line is the {alert}RunTTFTHigh threshold.",
+                _quantiles(n.RUN_TTFT, exemplar=True),
                 unit="s",
                 threshold=ALERTS.ttft_p95_seconds,
             ),
             Panel(
                 "Steps per run",
                 "Median, 95th percentile and mean number of steps of the finished runs.",
-                (*_quantiles(m.RUN_STEPS)[:2], Target(mean(m.RUN_STEPS), "mean")),
+                (*_quantiles(n.RUN_STEPS)[:2], Target(mean(n.RUN_STEPS), "mean")),
             ),
         ),
     )
@@ -568,28 +593,28 @@ def overview() -> Spec:
             Panel(
                 "Tokens/s by model and type",
                 "Tokens of finished steps per second (input, output, cached_input, cache_write, reasoning).",
-                (Target(sum_rate(m.STEP_TOKENS, "model, type"), "{{model}} {{type}}"),),
+                (Target(sum_rate(n.STEP_TOKENS, "model, type"), "{{model}} {{type}}"),),
                 legend_table=True,
             ),
             Panel(
                 "Step latency by phase",
                 "Median and 95th percentile of the step phases: llm_request, tool_execution and the whole step.",
                 (
-                    Target(quantile(0.5, m.STEP_DURATION, "phase"), "p50 {{phase}}"),
-                    Target(quantile(0.95, m.STEP_DURATION, "phase"), "p95 {{phase}}", exemplar=True),
+                    Target(quantile(0.5, n.STEP_DURATION, "phase"), "p50 {{phase}}"),
+                    Target(quantile(0.95, n.STEP_DURATION, "phase"), "p95 {{phase}}", exemplar=True),
                 ),
                 unit="s",
             ),
             Panel(
                 "Steps/s by status",
                 "Finished steps per second by step status.",
-                (Target(sum_rate(m.STEPS, "status"), "{{status}}"),),
+                (Target(sum_rate(n.STEPS, "status"), "{{status}}"),),
                 stacked=True,
             ),
             Panel(
                 "Steps/s by stop reason",
                 "Finished steps per second by stop reason.",
-                (Target(sum_rate(m.STEPS, "stop_reason"), "{{stop_reason}}"),),
+                (Target(sum_rate(n.STEPS, "stop_reason"), "{{stop_reason}}"),),
                 stacked=True,
             ),
         ),
@@ -600,82 +625,142 @@ def overview() -> Spec:
             Panel(
                 "Active runs by status",
                 "Non-terminal runs the exporter tracks.",
-                (Target(f"sum by (status) ({m.RUNS_ACTIVE}{sel()})", "{{status}}"),),
+                (Target(f"sum by (status) ({n.RUNS_ACTIVE}{sel()})", "{{status}}"),),
                 width=6,
                 stacked=True,
             ),
             Panel(
                 "Stuck runs by status",
-                "Active runs older than the exporter's --stuck-after (LettaRunsStuck).",
-                (Target(f"sum by (status) ({m.RUNS_STUCK}{sel()})", "{{status}}"),),
+                f"Active runs older than the exporter's --stuck-after ({alert}RunsStuck).",
+                (Target(f"sum by (status) ({n.RUNS_STUCK}{sel()})", "{{status}}"),),
                 width=6,
                 stacked=True,
             ),
             Panel(
                 "Oldest active run age",
                 "Time since the creation of the oldest run still active. Empty when none is active.",
-                (Target(f"time() - min({m.RUN_OLDEST_ACTIVE_CREATED}{sel()} > 0)", "oldest"),),
+                (Target(f"time() - min({n.RUN_OLDEST_ACTIVE_CREATED}{sel()} > 0)", "oldest"),),
                 width=6,
                 unit="s",
             ),
             Panel(
                 "Terminal status changes/s",
-                "Counted runs whose terminal status changed later (e.g. cancelled, then completed). "
+                f"Counted runs whose terminal status changed later (e.g. {rt.status_change_example}). "
                 "They are not counted again.",
-                (Target(sum_rate(m.RUN_STATUS_CHANGES, "from, to"), "{{from}} → {{to}}"),),
+                (Target(sum_rate(n.RUN_STATUS_CHANGES, "from, to"), "{{from}} → {{to}}"),),
                 width=6,
             ),
         ),
     )
-    exporter = Row(
-        "Exporter",
+    ingest = Row(
+        "Event ingest",
         (
             Panel(
-                "Letta reachable by instance",
-                "letta_up per exporter instance (LettaUnreachable fires after a while at 0).",
-                (Target(f"{m.UP}{sel()}", "{{instance}}"),),
-                width=8,
-                max=1,
-                mappings=UP_MAPPINGS,
-            ),
-            Panel(
-                "Since last successful poll by instance",
-                "Per instance. The dashed line is the LettaExporterStale threshold.",
-                (Target(f"time() - {m.LAST_POLL_SUCCESS}{sel()}", "{{instance}}"),),
-                width=8,
-                unit="s",
-                threshold=int(parse_duration(ALERTS.stale_after)),
-            ),
-            Panel(
-                "Poll duration",
-                "Duration of the last poll, per instance.",
-                (Target(f"{m.POLL_DURATION}{sel()}", "{{instance}}"),),
-                width=8,
-                unit="s",
-            ),
-            Panel(
-                "Letta API requests/s",
-                "Requests to the Letta API by route template and HTTP status (error/timeout: transport failures).",
-                (Target(sum_rate(m.API_REQUESTS, "endpoint, code"), "{{endpoint}} {{code}}"),),
+                "Event lines/s by result",
+                f"Lines {rt.title} pushed per second, by way in (http: POST /v1/events; redis: the stream) and "
+                "by what became of them: accepted, duplicate (resent), ignored (a variant this exporter does not "
+                "know), rejected (could not be read; of every runtime, as an unreadable line names none).",
+                (Target(sum_rate(m.EVENTS, "transport, result", runtime), "{{transport}} {{result}}"),),
+                stacked=True,
                 legend_table=True,
             ),
             Panel(
-                "Letta API errors/s",
-                "Requests to the Letta API that did not answer 2xx, including transport failures.",
-                (Target(sum_rate(m.API_REQUESTS, "endpoint, code", 'code!~"2.."'), "{{endpoint}} {{code}}"),),
-                legend_table=True,
+                "Rejected share of event lines by transport",
+                "Rejected lines as a share of all lines of the way in, of every runtime; Parse errors/s (kind "
+                "invalid_event) says more. The dashed line is the LettaExporterEventsRejected threshold. Empty "
+                "when no line arrived.",
+                (
+                    Target(
+                        ratio(sum_rate(m.EVENTS, "transport", REJECTED), sum_rate(m.EVENTS, "transport")),
+                        "{{transport}}",
+                    ),
+                ),
+                unit="percentunit",
+                threshold=ALERTS.events_rejected_ratio,
             ),
             Panel(
-                "Letta API latency (p95)",
-                "95th percentile of the request duration per route.",
-                (Target(quantile(0.95, m.API_REQUEST_DURATION, "endpoint"), "{{endpoint}}"),),
-                unit="s",
+                "Late events/s",
+                f"Events of {rt.title} runs that were already counted (arrived after --event-settle, or resent "
+                "later): dropped, never counted twice. A steady rate means the runtime retries for longer than "
+                "--event-settle.",
+                (Target(sum_rate(m.LATE_EVENTS, "", f'runtime="{rt.key}"'), "late"),),
+                width=8,
             ),
             Panel(
-                "Parse errors/s",
-                "Records from Letta that the exporter could not understand, by kind.",
-                (Target(sum_rate(m.PARSE_ERRORS, "kind"), "{{kind}}"),),
+                "Event source errors/s by transport",
+                "Failures reading an event way in (a lost Redis connection), retried with backoff; "
+                "LettaExporterEventSourceErrors fires when they go on. Of every runtime: the metric has no "
+                "runtime label.",
+                (Target(sum_rate(m.EVENT_SOURCE_ERRORS, "transport"), "{{transport}}"),),
+                width=8,
             ),
+            Panel(
+                "Steps without token usage/s by model",
+                f"Steps {rt.title} reported no token usage for (behest with OpenAI streaming): they add no tokens "
+                "and no cost, so the token and cost panels under-count by them.",
+                (Target(sum_rate(n.STEPS_USAGE_MISSING, "model, provider"), "{{model}} ({{provider}})"),),
+                width=8,
+                stacked=True,
+            ),
+        ),
+    )
+    parse_errors = Panel(
+        "Parse errors/s",
+        "Records from Letta that the exporter could not understand, by kind."
+        if rt.polled
+        else "Records and event lines the exporter could not understand, by kind (invalid_event: a rejected "
+        "line; unknown_event_type: an ignored one), from every source.",
+        (Target(sum_rate(m.PARSE_ERRORS, "kind"), "{{kind}}"),),
+        width=12 if rt.polled else 8,
+    )
+    letta_api = (  # Letta's REST API and the poll loop: an event runtime has neither
+        Panel(
+            "Letta reachable by instance",
+            "letta_up per exporter instance (LettaUnreachable fires after a while at 0).",
+            (Target(f"{m.UP}{sel()}", "{{instance}}"),),
+            width=8,
+            max=1,
+            mappings=UP_MAPPINGS,
+        ),
+        Panel(
+            "Since last successful poll by instance",
+            "Per instance. The dashed line is the LettaExporterStale threshold.",
+            (Target(f"time() - {m.LAST_POLL_SUCCESS}{sel()}", "{{instance}}"),),
+            width=8,
+            unit="s",
+            threshold=int(parse_duration(ALERTS.stale_after)),
+        ),
+        Panel(
+            "Poll duration",
+            "Duration of the last poll, per instance.",
+            (Target(f"{m.POLL_DURATION}{sel()}", "{{instance}}"),),
+            width=8,
+            unit="s",
+        ),
+        Panel(
+            "Letta API requests/s",
+            "Requests to the Letta API by route template and HTTP status (error/timeout: transport failures).",
+            (Target(sum_rate(m.API_REQUESTS, "endpoint, code"), "{{endpoint}} {{code}}"),),
+            legend_table=True,
+        ),
+        Panel(
+            "Letta API errors/s",
+            "Requests to the Letta API that did not answer 2xx, including transport failures.",
+            (Target(sum_rate(m.API_REQUESTS, "endpoint, code", 'code!~"2.."'), "{{endpoint}} {{code}}"),),
+            legend_table=True,
+        ),
+        Panel(
+            "Letta API latency (p95)",
+            "95th percentile of the request duration per route.",
+            (Target(quantile(0.95, m.API_REQUEST_DURATION, "endpoint"), "{{endpoint}}"),),
+            unit="s",
+        ),
+    )
+    exporter = Row(
+        "Exporter",
+        _present(
+            *(letta_api if rt.polled else ()),
+            parse_errors,
             Panel(
                 "Series folded by label caps/s",
                 "Label sets that the exporter's per-metric series caps folded into other or dropped. "
@@ -686,7 +771,7 @@ def overview() -> Spec:
             Panel(
                 "Tracked runs",
                 "Runs held in the exporter's tracker (active plus recently finished).",
-                (Target(f"{m.TRACKED_RUNS}{sel()}", "{{instance}}"),),
+                (Target(f"{n.TRACKED_RUNS}{sel()}", "{{instance}}"),),
                 width=8,
             ),
             Panel(
@@ -705,7 +790,9 @@ def overview() -> Spec:
                 (Target(f"{m.SERVER_CLOCK_OFFSET}{sel()}", "{{instance}}"),),
                 width=8,
                 unit="s",
-            ),
+            )
+            if rt.polled
+            else None,
             Panel(
                 "Exporter versions",
                 "letta_exporter_build_info per instance.",
@@ -716,20 +803,32 @@ def overview() -> Spec:
             ),
         ),
     )
+    if rt.polled:
+        return Spec(
+            rt,
+            "letta-overview",
+            "Letta / Overview",
+            "Letta agent-server runs, steps, tokens and latency as seen by letta-exporter, and the exporter's health.",
+            (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR),
+            (summary, runs, steps, active, exporter),
+        )
     return Spec(
-        "letta-overview",
-        "Letta / Overview",
-        "Letta agent-server runs, steps, tokens and latency as seen by letta-exporter, and the exporter's health.",
+        rt,
+        f"{rt.slug}-overview",
+        f"{rt.title} / Overview",
+        f"{rt.title} runs, steps, tokens and latency from the events it pushes to letta-exporter, the event "
+        "ingest, and the exporter's health.",
         (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR),
-        (summary, runs, steps, active, exporter),
+        (summary, runs, steps, active, ingest, exporter),
     )
 
 
-def by_model() -> Spec:
-    steps_by_model = sum_rate(m.STEPS, "model", MODEL)
+def by_model(rt: m.Runtime) -> Spec:
+    n, alert = rt.names, rt.alert_prefix
+    steps_by_model = sum_rate(n.STEPS, "model", MODEL)
 
     def tokens(token_type: str) -> str:
-        return sum_rate(m.STEP_TOKENS, "model", MODEL, f'type="{token_type}"')
+        return sum_rate(n.STEP_TOKENS, "model", MODEL, f'type="{token_type}"')
 
     models = Row(
         "Steps by model",
@@ -737,19 +836,19 @@ def by_model() -> Spec:
             Panel(
                 "Steps/s by model",
                 "Finished steps per second, by model and provider.",
-                (Target(sum_rate(m.STEPS, "model, provider", MODEL), "{{model}} ({{provider}})"),),
+                (Target(sum_rate(n.STEPS, "model, provider", MODEL), "{{model}} ({{provider}})"),),
                 legend_table=True,
             ),
             Panel(
                 "Failed step share by model",
                 "Share of the finished steps whose status is failed. Empty when a model has no steps.",
-                (Target(ratio(sum_rate(m.STEPS, "model", MODEL, FAILED), steps_by_model), "{{model}}"),),
+                (Target(ratio(sum_rate(n.STEPS, "model", MODEL, FAILED), steps_by_model), "{{model}}"),),
                 unit="percentunit",
             ),
             Panel(
                 "Steps/s by model and stop reason",
                 "Finished steps per second by stop reason.",
-                (Target(sum_rate(m.STEPS, "model, stop_reason", MODEL), "{{model}} {{stop_reason}}"),),
+                (Target(sum_rate(n.STEPS, "model, stop_reason", MODEL), "{{model}} {{stop_reason}}"),),
                 stacked=True,
             ),
             Panel(
@@ -757,7 +856,7 @@ def by_model() -> Spec:
                 "Tokens of each type per finished step.",
                 (
                     Target(
-                        ratio(sum_rate(m.STEP_TOKENS, "model, type", MODEL), steps_by_model, on="model"),
+                        ratio(sum_rate(n.STEP_TOKENS, "model, type", MODEL), steps_by_model, on="model"),
                         "{{model}} {{type}}",
                     ),
                 ),
@@ -792,7 +891,7 @@ def by_model() -> Spec:
                 (
                     Target(
                         sum_rate(
-                            m.STEP_TOKENS,
+                            n.STEP_TOKENS,
                             "model, type",
                             MODEL,
                             f'type=~"{m.TOKEN_CACHE_WRITE}|{m.TOKEN_REASONING}"',
@@ -809,10 +908,10 @@ def by_model() -> Spec:
             Panel(
                 "LLM request latency by model",
                 "Median and 95th percentile of the llm_request step phase. The dashed line is the "
-                "LettaStepLLMRequestSlow threshold.",
+                f"{alert}StepLLMRequestSlow threshold.",
                 (
-                    Target(quantile(0.5, m.STEP_DURATION, "model", LLM, MODEL), "p50 {{model}}"),
-                    Target(quantile(0.95, m.STEP_DURATION, "model", LLM, MODEL), "p95 {{model}}", exemplar=True),
+                    Target(quantile(0.5, n.STEP_DURATION, "model", LLM, MODEL), "p50 {{model}}"),
+                    Target(quantile(0.95, n.STEP_DURATION, "model", LLM, MODEL), "p95 {{model}}", exemplar=True),
                 ),
                 unit="s",
                 threshold=ALERTS.llm_request_p95_seconds,
@@ -822,7 +921,7 @@ def by_model() -> Spec:
                 "LLM request durations of the selected models, per bucket.",
                 (
                     Target(
-                        f"sum by (le) ({rate(m.bucket(m.STEP_DURATION), LLM, MODEL)})",
+                        f"sum by (le) ({rate(m.bucket(n.STEP_DURATION), LLM, MODEL)})",
                         "{{le}}",
                         format="heatmap",
                         exemplar=True,
@@ -834,17 +933,118 @@ def by_model() -> Spec:
             Panel(
                 "Tool execution latency by model (p95)",
                 "95th percentile of the tool_execution step phase.",
-                (Target(quantile(0.95, m.STEP_DURATION, "model", TOOL, MODEL), "{{model}}"),),
+                (Target(quantile(0.95, n.STEP_DURATION, "model", TOOL, MODEL), "{{model}}"),),
                 unit="s",
             ),
             Panel(
                 "Step duration by model (p95)",
                 "95th percentile of whole steps.",
-                (Target(quantile(0.95, m.STEP_DURATION, "model", STEP, MODEL), "{{model}}"),),
+                (Target(quantile(0.95, n.STEP_DURATION, "model", STEP, MODEL), "{{model}}"),),
                 unit="s",
             ),
         ),
     )
+    tools = Row(
+        "Tools (needs the exporter's --tool-metrics; empty otherwise)",
+        _present(
+            Panel(
+                "Tool calls/s by tool and status",
+                f"Tool calls of finished runs, by the status of their return: {rt.tool_statuses}.",
+                (Target(sum_rate(n.TOOL_CALLS, "tool, status"), "{{tool}} {{status}}"),),
+                stacked=True,
+                legend_table=True,
+            ),
+            Panel(
+                "Tool error share by tool",
+                "Calls whose return was an error, as a share of all calls of the tool (unknown outcomes count in "
+                f"the denominator: they did not succeed either). The dashed line is the {alert}ToolErrorRatioHigh "
+                "threshold.",
+                (
+                    Target(
+                        ratio(sum_rate(n.TOOL_CALLS, "tool", TOOL_FAILED), sum_rate(n.TOOL_CALLS, "tool")), "{{tool}}"
+                    ),
+                ),
+                unit="percentunit",
+                threshold=ALERTS.tool_error_ratio,
+            )
+            if rt.tool_errors
+            else None,
+            Panel(
+                "Tool duration by tool (p95)",
+                "95th percentile of tool execution time, from steps that ran exactly one tool (needs step timings)."
+                if rt.polled
+                else f"95th percentile of the duration {rt.title} reported for each call.",
+                (Target(quantile(0.95, n.TOOL_DURATION, "tool"), "{{tool}}", exemplar=True),),
+                unit="s",
+            )
+            if rt.tool_durations
+            else None,
+            Panel(
+                "Runs whose tool calls are not counted",
+                "filtered: the run's request asked Letta to leave tool messages out of its answers "
+                "(include_return_message_types); unavailable: the messages could not be read.",
+                (Target(sum_rate(n.TOOL_MESSAGES_MISSING, "reason"), "{{reason}}"),),
+                stacked=True,
+            )
+            if rt.polled
+            else None,
+        ),
+    )
+    cost = Row(
+        "Cost",
+        (
+            Panel(
+                "Cost by model (USD/h)",
+                "What finished steps cost per hour, priced offline from the exporter's bundled price table "
+                "(genai-prices) and --price-table.",
+                (Target(f"3600 * {sum_rate(n.STEP_COST, 'model, provider', MODEL)}", "{{model}} ({{provider}})"),),
+                unit="currencyUSD",
+                stacked=True,
+                legend_table=True,
+                threshold=ALERTS.spend_usd_per_hour,
+            ),
+            Panel(
+                "Spend over the dashboard range",
+                "USD of the steps that finished in the selected time range.",
+                (Target(f"sum(increase({n.STEP_COST}{sel(MODEL)}[$__range]))", instant=True),),
+                kind="stat",
+                unit="currencyUSD",
+                width=6,
+                decimals=2,
+            ),
+            Panel(
+                "Unpriced steps/s by reason",
+                "Steps that added nothing to the cost: no model, a self-hosted provider, or a model or provider "
+                "the price table does not know. Add them with --price-table.",
+                (Target(sum_rate(n.UNPRICED_STEPS, "reason"), "{{reason}}"),),
+                width=6,
+                stacked=True,
+            ),
+            Panel(
+                "Price table",
+                "letta_exporter_price_table_info: the bundled table's version and the override file, per exporter.",
+                (
+                    Target(
+                        f"max by (instance, table, version, override, override_models) ({m.PRICE_TABLE_INFO}{sel()})",
+                        instant=True,
+                        format="table",
+                    ),
+                ),
+                kind="table",
+                width=24,
+                height=5,
+            ),
+        ),
+    )
+    if not rt.polled:
+        return Spec(
+            rt,
+            f"{rt.slug}-by-model",
+            f"{rt.title} / By model",
+            f"{rt.title} steps, tokens and latency per LLM model.",
+            (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, model_var(rt)),
+            (models, token_row, latency, cost, tools),
+        )
     agents = Row(
         "By agent (needs the exporter's --agent-labels; empty otherwise)",
         (
@@ -868,9 +1068,11 @@ def by_model() -> Spec:
                 "Runs of agents outside the allowlist or the first --max-agents are counted under agent_id=other. "
                 "Runs awaiting approval are their own line, not in completed.",
                 (
-                    Target(named(decided_runs("rate", f"{m.AGENT_LABEL}, status", AGENT)), "{{agent_name}} {{status}}"),
                     Target(
-                        named(sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, *AWAITING)),
+                        named(decided_runs(rt, "rate", f"{m.AGENT_LABEL}, status", AGENT)), "{{agent_name}} {{status}}"
+                    ),
+                    Target(
+                        named(sum_rate(n.RUNS_FINISHED, m.AGENT_LABEL, AGENT, *AWAITING)),
                         "{{agent_name}} awaiting approval",
                     ),
                 ),
@@ -883,8 +1085,8 @@ def by_model() -> Spec:
                     Target(
                         named(
                             ratio(
-                                sum_rate(m.RUNS_FINISHED, m.AGENT_LABEL, AGENT, FAILED),
-                                decided_runs("rate", m.AGENT_LABEL, AGENT),
+                                sum_rate(n.RUNS_FINISHED, m.AGENT_LABEL, AGENT, FAILED),
+                                decided_runs(rt, "rate", m.AGENT_LABEL, AGENT),
                             )
                         ),
                         "{{agent_name}}",
@@ -896,20 +1098,20 @@ def by_model() -> Spec:
             Panel(
                 "Run duration by agent (p95)",
                 "95th percentile of the duration of each agent's finished runs.",
-                (Target(named(quantile(0.95, m.RUN_DURATION, m.AGENT_LABEL, AGENT)), "{{agent_name}}"),),
+                (Target(named(quantile(0.95, n.RUN_DURATION, m.AGENT_LABEL, AGENT)), "{{agent_name}}"),),
                 unit="s",
             ),
             Panel(
                 "Tokens/s by agent and type",
                 "Tokens of each agent's steps per second.",
-                (Target(named(sum_rate(m.STEP_TOKENS, f"{m.AGENT_LABEL}, type", AGENT)), "{{agent_name}} {{type}}"),),
+                (Target(named(sum_rate(n.STEP_TOKENS, f"{m.AGENT_LABEL}, type", AGENT)), "{{agent_name}} {{type}}"),),
                 stacked=True,
                 legend_table=True,
             ),
             Panel(
                 "Cost by agent (USD/h)",
                 "What each agent's steps cost per hour, priced from the exporter's price table.",
-                (Target(named(f"3600 * {sum_rate(m.STEP_COST, m.AGENT_LABEL, AGENT)}"), "{{agent_name}}"),),
+                (Target(named(f"3600 * {sum_rate(n.STEP_COST, m.AGENT_LABEL, AGENT)}"), "{{agent_name}}"),),
                 unit="currencyUSD",
                 stacked=True,
                 legend_table=True,
@@ -917,104 +1119,33 @@ def by_model() -> Spec:
         ),
         collapsed=True,
     )
-    tools = Row(
-        "Tools (needs the exporter's --tool-metrics; empty otherwise)",
-        (
-            Panel(
-                "Tool calls/s by tool and status",
-                "Tool calls of finished runs, by the status of their return: success, error, or unknown when the "
-                "run ended before the tool returned.",
-                (Target(sum_rate(m.TOOL_CALLS, "tool, status"), "{{tool}} {{status}}"),),
-                stacked=True,
-                legend_table=True,
-            ),
-            Panel(
-                "Tool error share by tool",
-                "Calls whose return was an error, as a share of all calls of the tool (unknown outcomes count in "
-                "the denominator: they did not succeed either). The dashed line is the LettaToolErrorRatioHigh "
-                "threshold.",
-                (
-                    Target(
-                        ratio(sum_rate(m.TOOL_CALLS, "tool", TOOL_FAILED), sum_rate(m.TOOL_CALLS, "tool")), "{{tool}}"
-                    ),
-                ),
-                unit="percentunit",
-                threshold=ALERTS.tool_error_ratio,
-            ),
-            Panel(
-                "Tool duration by tool (p95)",
-                "95th percentile of tool execution time, from steps that ran exactly one tool (needs step timings).",
-                (Target(quantile(0.95, m.TOOL_DURATION, "tool"), "{{tool}}", exemplar=True),),
-                unit="s",
-            ),
-            Panel(
-                "Runs whose tool calls are not counted",
-                "filtered: the run's request asked Letta to leave tool messages out of its answers "
-                "(include_return_message_types); unavailable: the messages could not be read.",
-                (Target(sum_rate(m.TOOL_MESSAGES_MISSING, "reason"), "{{reason}}"),),
-                stacked=True,
-            ),
-        ),
-    )
-    cost = Row(
-        "Cost",
-        (
-            Panel(
-                "Cost by model (USD/h)",
-                "What finished steps cost per hour, priced offline from the exporter's bundled price table "
-                "(genai-prices) and --price-table.",
-                (Target(f"3600 * {sum_rate(m.STEP_COST, 'model, provider', MODEL)}", "{{model}} ({{provider}})"),),
-                unit="currencyUSD",
-                stacked=True,
-                legend_table=True,
-                threshold=ALERTS.spend_usd_per_hour,
-            ),
-            Panel(
-                "Spend over the dashboard range",
-                "USD of the steps that finished in the selected time range.",
-                (Target(f"sum(increase({m.STEP_COST}{sel(MODEL)}[$__range]))", instant=True),),
-                kind="stat",
-                unit="currencyUSD",
-                width=6,
-                decimals=2,
-            ),
-            Panel(
-                "Unpriced steps/s by reason",
-                "Steps that added nothing to the cost: no model, a self-hosted provider, or a model or provider "
-                "the price table does not know. Add them with --price-table.",
-                (Target(sum_rate(m.UNPRICED_STEPS, "reason"), "{{reason}}"),),
-                width=6,
-                stacked=True,
-            ),
-            Panel(
-                "Price table",
-                "letta_exporter_price_table_info: the bundled table's version and the override file, per exporter.",
-                (
-                    Target(
-                        f"max by (instance, table, version, override, override_models) ({m.PRICE_TABLE_INFO}{sel()})",
-                        instant=True,
-                        format="table",
-                    ),
-                ),
-                kind="table",
-                width=24,
-                height=5,
-            ),
-        ),
-    )
     return Spec(
+        rt,
         "letta-by-model",
         "Letta / By model and agent",
         "Letta steps, tokens and latency per LLM model, and per agent when the exporter's per-agent labels are on.",
-        (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, MODEL_VAR, AGENT_VAR),
+        (DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, model_var(rt), AGENT_VAR),
         (models, token_row, latency, cost, tools, agents),
     )
 
 
+BUILDERS: dict[str, Callable[[m.Runtime], Spec]] = {"overview": overview, "by-model": by_model}
+
+
+def _file(rt: m.Runtime, kind: str) -> str:
+    return f"{rt.slug}-{kind}.json"
+
+
 DASHBOARDS: dict[str, Callable[[], Spec]] = {
-    "letta-overview.json": overview,
-    "letta-by-model.json": by_model,
+    _file(rt, kind): functools.partial(builder, rt) for rt in m.RUNTIMES for kind, builder in BUILDERS.items()
 }
+DASHBOARD_RUNTIMES: dict[str, m.Runtime] = {_file(rt, kind): rt for rt in m.RUNTIMES for kind in BUILDERS}
+"""Dashboard file name -> the runtime it shows."""
+RUNTIME_DASHBOARDS: dict[str, tuple[str, ...]] = {
+    rt.key: tuple(_file(rt, kind) for kind in BUILDERS) for rt in m.RUNTIMES
+}
+"""Runtime key (letta, behest, agent_sdk) -> its dashboard files: a live test that feeds one runtime's
+events checks that every panel query of those returns data."""
 
 
 def render(dashboard: Json) -> str:

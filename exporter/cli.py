@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import secrets
 import sys
 from collections import Counter
 from pathlib import Path
@@ -67,6 +68,7 @@ def _run(settings: config.Settings) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from exporter.simulator import Scenario, SimulatedLetta, serve
+    from exporter.simulator.feed import EventFeed
 
     environ = {k: v for k, v in os.environ.items() if k not in ("LETTA_BASE_URL", "LETTA_API_KEY")}
     defaults = {
@@ -77,6 +79,9 @@ def _demo(args: argparse.Namespace) -> int:
         "expire_after": "60s",
         "agent_labels": "true",
         "tool_metrics": "true",
+        "ingest_token": secrets.token_urlsafe(16),  # behest and agent-sdk runs come in as events
+        "event_idle_expire_after": "60s",
+        "event_settle": "3s",
     }
     for name, value in defaults.items():
         if getattr(args, name) is None and config.ENV_PREFIX + name.upper() not in environ:
@@ -88,14 +93,20 @@ def _demo(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.log_format)
     simulator = serve(SimulatedLetta(Scenario(seed=int.from_bytes(os.urandom(4)), history=500, runs_per_second=1.5)))
     settings = dataclasses.replace(settings, letta_url=simulator.url)
+    feeds: list[EventFeed] = []
 
     def ready(port: int) -> None:
         host = settings.listen_host_port[0]
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        if settings.ingest_token:
+            feeds.append(EventFeed(f"http://{shown}:{port}", settings.ingest_token, seed=int.from_bytes(os.urandom(2))))
+            feeds[0].start()
         print(
             f"\nletta-exporter demo\n"
             f"  simulated Letta API : {simulator.url}/v1/runs/  (ground truth: {simulator.url}/_sim/truth)\n"
             f"  metrics             : http://{shown}:{port}/metrics\n"
+            f"  behest, agent-sdk   : simulated hosts posting events to http://{shown}:{port}/v1/events "
+            f"(behest_*, agent_sdk_*)\n"
             f"  status page         : http://{shown}:{port}/\n"
             f"  state               : {settings.state_path}\n"
             f"Runs finish every second or so; stuck runs show after {settings.stuck_after:g}s, "
@@ -106,6 +117,8 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         asyncio.run(app.run(settings, on_ready=ready))
     finally:
+        for feed in feeds:
+            feed.close()
         simulator.close()
     return 0
 

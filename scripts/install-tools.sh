@@ -90,10 +90,11 @@ if [ "$(cat "$crd_dir/.lock.sha256" 2>/dev/null)" != "$crd_sum" ] \
 fi
 echo "crd schemas: @kubernetes-models/prometheus-operator $(node -p "require('$crd_dir/node_modules/@kubernetes-models/prometheus-operator/package.json').version")"
 
-# pip download is quick when nothing changed; offline, an existing wheelhouse is kept.
+# pip download is quick when nothing changed; offline, an existing wheelhouse is kept. async-timeout:
+# redis needs it below Python 3.11.3, and the image's Debian python3 is 3.11.2 (this venv's may be newer).
 mkdir -p "$tools/wheels"
 if ! "$py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-  --no-binary=letta-exporter --dest "$tools/wheels" "$root" "setuptools>=77" >/dev/null 2>&1; then
+  --no-binary=letta-exporter --dest "$tools/wheels" "$root" "setuptools>=77" "async-timeout>=4.0.3" >/dev/null 2>&1; then
   if ls "$tools"/wheels/*.whl >/dev/null 2>&1; then
     echo "install-tools: pip download failed; keeping the existing wheelhouse" >&2
   else

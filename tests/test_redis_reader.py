@@ -263,7 +263,7 @@ def test_entries_a_vanished_consumer_left_pending_are_taken_over(monkeypatch: py
         r.xadd(STREAM, {"event": event(2)})
         r.xreadgroup(GROUP, "old-pod-7f9c", {STREAM: ">"})  # read, never acknowledged: that pod is gone
         wait_until(
-            lambda: all(e["time_since_delivered"] >= 200 for e in r.xpending_range(STREAM, GROUP, "-", "+", 10)),
+            lambda: all(int(e["time_since_delivered"]) >= 200 for e in r.xpending_range(STREAM, GROUP, "-", "+", 10)),
             what="the entries idle past CLAIM_IDLE_MS",
         )
         sink = MemorySink()

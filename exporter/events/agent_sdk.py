@@ -105,11 +105,12 @@ def fold(run_id: str, events: Sequence[Timed], expired: bool) -> FinishedRun:
     tool_calls: list[ToolCall] = []
     for number in sorted(turns):
         turn = turns[number]
-        if turn is open_turn and end is not None and end.type == "tool_requires_confirmation":
-            continue  # the paused turn: its end and usage come in the resumed run
-        step_id = f"{run.id}#{number}"
-        steps.append(_step(step_id, run.id, turn, wrapper, _status(turn, open_turn, end, expired), trace))
-        timings[step_id] = _timings(turn, end)
+        # the paused turn is no step (its end and usage come in the resumed run), but its calls count (§5)
+        paused = turn is open_turn and end is not None and end.type == "tool_requires_confirmation"
+        step_id = None if paused else f"{run.id}#{number}"
+        if step_id is not None:
+            steps.append(_step(step_id, run.id, turn, wrapper, _status(turn, open_turn, end, expired), trace))
+            timings[step_id] = _timings(turn, end)
         for call_id in turn.calls:
             call = calls[call_id]
             duration = call.duration_ms * 1_000_000 if call.duration_ms is not None else None
@@ -185,9 +186,10 @@ def _duration(end: Timed | None, first_ns: int) -> int | None:
 
 def _last_turn_usage(turns: dict[int, _Turn], total: dict[str, int] | None) -> None:
     """agent-sdk 0.4.x reports no `turn_complete` for the last turn: `done.total_usage` minus
-    the turns reported gives it (§5)."""
+    the turns reported gives it (§5). Not for a resume from turn 2 or later: its total also holds
+    the paused run's earlier turns, counted there, so its last turn stays unknown."""
     missing = [t for t in turns.values() if t.usage is None]
-    if total is None or len(missing) != 1:
+    if total is None or len(missing) != 1 or min(turns) != 1:
         return
     reported = [t.usage for t in turns.values() if t.usage is not None]
     missing[0].usage = {k: max(0, total.get(k, 0) - sum(u.get(k, 0) for u in reported)) for k in _TOKENS}

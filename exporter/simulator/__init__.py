@@ -15,6 +15,7 @@ hangs, damaged answers).
     query    FastAPI's query validation, error bodies and list paging
     messages a run's messages (`GET /v1/runs/{run_id}/messages`)
     truth    what an exporter should count
+    events   behest / agent-sdk event streams (NDJSON lines), with what an exporter should count from them
     server   real HTTP on 127.0.0.1
     faults   fault modes for tests and benchmarks
 

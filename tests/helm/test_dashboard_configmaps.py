@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dashboards import generate as dash
 from tests.helm.support import (
     CHART,
     FULLNAME,
@@ -101,3 +102,14 @@ def test_repository_dashboards_each_become_a_configmap(helm: Helm, values_file: 
     assert sorted(shipped) == [path.name for path in files]
     for path in files:
         assert json.loads(shipped[path.name]) == json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_every_runtimes_dashboards_ship(render: Render) -> None:
+    """Each runtime's overview and by-model dashboard (dashboards.generate.RUNTIME_DASHBOARDS) is a
+    ConfigMap of its own, named after the file."""
+    docs = render({"dashboards": {"enabled": True}})
+    configmaps = [d for d in by_kind(docs, "ConfigMap") if "config.yaml" not in d["data"]]
+    shipped = {name: cm["metadata"]["name"] for cm in configmaps for name in cm["data"]}
+    files = [name for names in dash.RUNTIME_DASHBOARDS.values() for name in names]
+    assert sorted(shipped) == sorted(files) == sorted(dash.DASHBOARDS)
+    assert shipped == {name: f"{FULLNAME}-dashboard-{name.removesuffix('.json')}" for name in files}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from dashboards import letta_metrics as m
 from tests.helm.support import NAMESPACE, RULES, Docs, Render, all_options, one, repository_groups, require_tool
 from tests.support import ROOT
 
@@ -66,3 +67,14 @@ def test_rendered_rules_pass_promtool(render: Render, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     result = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_rule_watches_every_runtime(render: Render) -> None:
+    """A group per agent runtime (the same rules over each one's families), then the exporter's own:
+    the event runtimes' alerts ship with Letta's, and fire only once their series exist."""
+    groups = one(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")["spec"]["groups"]
+    assert [group["name"] for group in groups] == ["agent-sdk", "behest", "letta", "letta-exporter"]
+    alerts = {rule["alert"] for group in groups for rule in group["rules"]}
+    for rt in m.RUNTIMES:
+        assert {f"{rt.alert_prefix}RunFailureRatioHigh", f"{rt.alert_prefix}RunsStuck"} <= alerts
+    assert {"LettaExporterEventsRejected", "LettaExporterEventSourceErrors"} <= alerts

@@ -1,4 +1,5 @@
-"""The live stack: simulator → exporter → a real Prometheus evaluating the alert rules, on 127.0.0.1."""
+"""The live stack: simulator and event-posting hosts → exporter → a real Prometheus evaluating the
+alert rules, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import NamedTuple
 
 import httpx2
 
+from exporter.simulator.feed import EventFeed
 from tests.support import ROOT, Process, free_port, start_exporter, start_simulator, wait_until
 
 JOB = "letta-exporter"  # the job name the alert rules select on
@@ -41,6 +43,17 @@ EXPORTER_ARGS = (
     "--agent-labels",
     "--tool-metrics",
 )
+# behest and agent-sdk hosts posting events (some bad lines, unknown types and resent bodies), silent
+# runs expiring after 3 s idle; and a Redis that is down, so the event-source error panel has data.
+INGEST_TOKEN = "live-stack-ingest-token"
+EVENT_ARGS = (
+    "--ingest-token",
+    INGEST_TOKEN,
+    "--event-settle",
+    "500ms",
+    "--event-idle-expire-after",
+    "3s",
+)
 
 
 class Stack(NamedTuple):
@@ -58,8 +71,12 @@ def letta_stack(workdir: Path, prometheus: str) -> Iterator[Stack]:
     with ExitStack() as cleanup:
         sim, sim_url = start_simulator(*SIMULATOR_ARGS)
         cleanup.callback(sim.stop)
-        exporter, exporter_url = start_exporter(sim_url, *EXPORTER_ARGS)
+        down = f"redis://127.0.0.1:{free_port()}/0"
+        exporter, exporter_url = start_exporter(sim_url, *EXPORTER_ARGS, *EVENT_ARGS, "--redis-url", down)
         cleanup.callback(exporter.stop)
+        feed = EventFeed(exporter_url, INGEST_TOKEN, runs_per_second=4, seed=7, noisy=True)
+        feed.start()
+        cleanup.callback(feed.close)
         port = free_port()
         config = workdir / "prometheus.yml"
         config.write_text(

@@ -25,6 +25,7 @@ import yaml
 
 from alerts import generate as alerts
 from dashboards import generate as dash
+from exporter.simulator.event_runs import BEHEST_MODELS, SDK_MODELS
 from tests.stack import Stack
 from tests.support import ROOT, wait_until
 
@@ -37,7 +38,11 @@ OVERVIEW = ROOT / "dashboards" / "letta-overview.json"
 # (their allValue is .+); $__range from each dashboard's default time range.
 VARIABLES = {"instance": ".+", "model": ".+", "agent": ".+", "__rate_interval": "15s", "__interval": "1s"}
 
-EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {}  # the live stack runs with every breakdown on
+# the live stack runs with every breakdown on
+EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
+    ("behest-by-model", "Failed step share by model", "A"): "behest fails runs only between model calls "
+    "(iteration limit, token budget, doom loop): no step of its is ever failed on the wire",
+}
 EXPECTED_EMPTY_VARIABLES: dict[str, str] = {}
 
 
@@ -136,7 +141,8 @@ def test_dashboard_variables_resolve_to_the_live_series(live: Stack) -> None:
     assert resolved["job"] == {live.job}
     assert resolved["instance"] == {live.exporter_url.removeprefix("http://")}
     agents = httpx2.get(f"{live.simulator_url}/_sim/truth", timeout=10).json()["agents"]
-    assert resolved["model"] == {agent["model"] for agent in agents}
+    hosts = {*BEHEST_MODELS.values(), *(model for model, _provider in SDK_MODELS)}  # the event feed's
+    assert resolved["model"] == {agent["model"] for agent in agents} | hosts
     assert {name for name, values in resolved.items() if not values} == set(EXPECTED_EMPTY_VARIABLES)
 
 
@@ -205,10 +211,12 @@ def test_prometheus_loaded_the_rules_file_and_every_rule_is_healthy(live: Stack)
     ]
     assert unhealthy == []
 
-    def expired_alert() -> list[dict[str, Any]]:
+    def firing(name: str) -> list[dict[str, Any]]:
         alerts = _get(live, "/api/v1/alerts")["alerts"]
-        return [a for a in alerts if a["labels"]["alertname"] == "LettaRunsExpired" and a["state"] == "firing"]
+        return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
-    # end to end: a rule without `for` fires from real data (the simulator's runs that never finish)
-    alert = wait_until(expired_alert, timeout=30, what="LettaRunsExpired firing")[0]
-    assert alert["labels"]["job"] == live.job and alert["labels"]["severity"] == "warning"
+    # end to end: a rule without `for` fires from real data (the simulator's runs that never finish,
+    # and the event hosts' runs that end silently)
+    for name in ("LettaRunsExpired", "BehestRunsExpired", "AgentSdkRunsExpired"):
+        alert = wait_until(functools.partial(firing, name), timeout=30, what=f"{name} firing")[0]
+        assert alert["labels"]["job"] == live.job and alert["labels"]["severity"] == "warning"

@@ -25,7 +25,8 @@ import yaml
 
 from alerts import generate as alerts
 from dashboards import generate as dash
-from exporter.simulator.event_runs import BEHEST_MODELS, SDK_MODELS
+from exporter.simulator.agent_sdk_runs import SDK_MODELS
+from exporter.simulator.behest_runs import BEHEST_MODELS
 from tests.stack import Stack
 from tests.support import ROOT, wait_until
 

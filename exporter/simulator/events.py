@@ -1,11 +1,12 @@
 """Event streams of behest and agent-sdk runs, as NDJSON lines, with the ground truth an exporter should count.
 
 For the demo (`EventStream.due`: post lines live as time passes), the ingest and Redis tests and the
-benchmarks. Every run is planned whole from the seed (`event_runs`), written exactly as its runtime's wire
-shows it, and counted here from its plan by the rules of docs/event-sources.md §3-§5 — never by reading
-the lines back, so a test comparing an exporter with `EventTruth` checks the exporter's reading of the
-wire, not ours. Transport noise (delays, reordering, duplicates, bad and unknown lines) draws from
-generators of its own: no knob of it changes a single run line.
+benchmarks. Every run is planned whole from the seed (`behest_runs`, `agent_sdk_runs`), written
+exactly as its runtime's wire shows it, and counted here from its plan by the rules of
+docs/event-sources.md §3-§5, never by reading the lines back: a test comparing an exporter with
+`EventTruth` checks the exporter's reading of the wire, not ours. Transport noise (delays,
+reordering, duplicates, bad and unknown lines) draws from generators of its own: no knob of it
+changes a single run line.
 """
 
 from __future__ import annotations
@@ -16,20 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from exporter.simulator.event_runs import (
-    NS,
-    AgentRun,
-    BehestRun,
-    Writer,
-    chrono_ts,
-    encode,
-    host_ts,
-    plan_agent,
-    plan_behest,
-    uuid4,
-    write_agent,
-    write_behest,
-)
+from exporter.simulator.agent_sdk_runs import AgentRun, plan_agent, write_agent
+from exporter.simulator.behest_runs import BehestRun, plan_behest, write_behest
+from exporter.simulator.event_wire import NS, Writer, chrono_ts, encode, host_ts, uuid4
 from exporter.types import EventRuntime
 
 Runtime = EventRuntime

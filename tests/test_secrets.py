@@ -1,4 +1,4 @@
-"""Secrets (the Letta API key, basic-auth passwords) never appear in logs, pages, errors or `check`."""
+"""Secrets (Letta API key, basic-auth passwords, ingest token, Redis password) never appear in logs, pages, errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ import bcrypt
 import httpx2
 import pytest
 
-from tests.support import exporter_cmd, running, scrape, start_exporter, start_simulator, total, wait_until
+from tests.support import (
+    exporter_cmd,
+    free_port,
+    running,
+    scrape,
+    start_exporter,
+    start_simulator,
+    total,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +105,35 @@ def test_no_secret_from_the_environment_either() -> None:
         assert_no_secret(exporter.text())
     finally:
         sim.stop()
+
+
+INGEST_TOKEN = "ingest-NEVER-PRINT-ME"
+REDIS_PASSWORD = "redis-pw-NEVER-PRINT-ME"
+
+
+def test_no_ingest_token_or_redis_password_in_logs_pages_or_errors(tmp_path: Path) -> None:
+    down = f"redis://user:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"  # Redis is down: errors get logged
+    flags = ["--no-letta", "--ingest-token", INGEST_TOKEN, "--redis-url", down, "--log-level", "debug"]
+    exporter, url = start_exporter("http://127.0.0.1:9", *flags, "--state-path", ":memory:")
+    try:
+        line = b'{"RunStarted": {"run_id": "r", "timestamp": "' + INGEST_TOKEN.encode() + b'"}}\n'
+        assert (
+            httpx2.post(f"{url}/v1/events", content=line, headers={"Authorization": "Bearer nope"}).status_code == 401
+        )
+        answer = httpx2.post(
+            f"{url}/v1/events", content=b"{oops\n", headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
+        )
+        assert answer.json()["rejected"] == 1
+        wait_until(
+            lambda: total(scrape(url), "letta_exporter_event_source_errors_total", transport="redis") >= 2,
+            what="redis errors",
+        )
+        pages = [httpx2.get(f"{url}{path}", timeout=5).text for path in ("/", "/readyz", "/metrics")]
+    finally:
+        exporter.stop()
+    text = "\n".join(pages) + exporter.text()
+    assert INGEST_TOKEN not in text and REDIS_PASSWORD not in text
+    assert "user:***@127.0.0.1" in exporter.text()  # the URL is logged, redacted
+    with running(exporter_cmd("run", "--no-letta", "--redis-url", f"http://:{REDIS_PASSWORD}@x/0")) as process:
+        assert process.proc.wait(30) == 2  # a bad URL: named, its value (a secret) not shown
+    assert "--redis-url" in process.text() and REDIS_PASSWORD not in process.text()

@@ -162,6 +162,8 @@ def test_the_endpoint_refuses_what_it_should(exporter: tuple[Process, str], tmp_
     )
     assert declared.status_code == 413 and "--ingest-max-bytes" in declared.json()["error"]
     assert httpx2.get(f"{url}/v1/events", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 405
+    chunked = httpx2.post(f"{url}/v1/events", content=iter([b"{}\n"]), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert chunked.status_code == 411  # a streamed body without Content-Length: refused, not read as empty
     off, off_url = start(tmp_path / "off.db", "--redis-url", "redis://127.0.0.1:1/0")
     try:
         assert post(off_url, b"{}\n").status_code == 404  # no --ingest-token: the endpoint is off

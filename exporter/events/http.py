@@ -38,6 +38,8 @@ class EventsEndpoint:
             return _json(
                 start_response, "405 Method Not Allowed", {"error": "POST NDJSON lines here"}, [("Allow", "POST")]
             )
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():  # wsgiref cannot read it
+            return _json(start_response, "411 Length Required", {"error": "send Content-Length, not chunked"})
         try:
             body = self._body(environ)
         except TooLarge:

@@ -775,11 +775,13 @@ def overview(rt: m.Runtime) -> Spec:
                 width=8,
             ),
             Panel(
-                "OTLP spans/s",
-                "Spans delivered to the OTLP endpoint and spans dropped (queue full, collector down).",
+                "OTLP delivery/s",
+                "Spans delivered to the OTLP endpoint and spans dropped (queue full, collector down); "
+                "OTLP metric pushes that failed (OTEL_METRICS_EXPORTER=otlp: the next push carries the newest values).",
                 (
-                    Target(sum_rate(m.SPANS_EXPORTED), "exported"),
-                    Target(sum_rate(m.SPANS_DROPPED), "dropped"),
+                    Target(sum_rate(m.SPANS_EXPORTED), "spans exported"),
+                    Target(sum_rate(m.SPANS_DROPPED), "spans dropped"),
+                    Target(sum_rate(m.METRIC_EXPORTS_FAILED), "metric pushes failed"),
                 ),
                 width=8,
             ),

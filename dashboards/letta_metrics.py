@@ -85,6 +85,7 @@ PRICE_TABLE_INFO = "letta_exporter_price_table_info"  # only with cost on (the d
 EVENTS = "letta_exporter_events_total"  # {runtime, transport, result}: event lines pushed by runtimes
 LATE_EVENTS = "letta_exporter_late_events_total"  # {runtime}: events of runs already counted, dropped
 EVENT_SOURCE_ERRORS = "letta_exporter_event_source_errors_total"  # {transport}: no runtime label
+METRIC_EXPORTS_FAILED = "letta_exporter_otlp_metric_exports_failed_total"  # OTLP metric pushes that failed
 SHARED = (
     BUILD_INFO,
     PARSE_ERRORS,
@@ -95,6 +96,7 @@ SHARED = (
     EVENTS,
     LATE_EVENTS,
     EVENT_SOURCE_ERRORS,
+    METRIC_EXPORTS_FAILED,
 )
 
 # Labels that only exist when per-agent labels are enabled (Letta only); aggregations drop it so

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
+from prometheus_client.metrics_core import Metric
 
-from exporter import webconfig
+from exporter import semconv, webconfig
 from exporter.agents import AgentLabels
 from exporter.config import Settings
 from exporter.events.http import EventsEndpoint
@@ -24,7 +25,9 @@ from exporter.lifecycle import RunLifecycle
 from exporter.loop import PollLoop
 from exporter.metrics import ExporterMetrics
 from exporter.otlp import SpanDelivery, exporter_from_env
+from exporter.otlp_metrics import MetricsPush, Serialiser, interval_from_env, metric_exporter_from_env
 from exporter.pricing import PriceTable
+from exporter.semconv import GenAiInstruments
 from exporter.server import MetricsServer, PollStatus
 from exporter.spans import default_resource
 from exporter.state import StateStore
@@ -117,11 +120,16 @@ def event_loops(
     return loops
 
 
-def make_metrics(settings: Settings) -> ExporterMetrics:
-    """The registry with the breakdowns the settings ask for (the price table is read here)."""
+def make_metrics(settings: Settings, genai: bool = False) -> ExporterMetrics:
+    """The registry with the breakdowns the settings ask for (the price table is read here);
+    `genai`: count the GenAI instruments (pushed over OTLP), served too with --semconv-metrics."""
     agents = AgentLabels(settings.agent_allowlist, settings.max_agents) if settings.agent_labels else None
     prices = PriceTable.load(Path(settings.price_table) if settings.price_table else None) if settings.cost else None
-    return ExporterMetrics(agents=agents, prices=prices, tools=settings.tool_metrics)
+    instruments = GenAiInstruments() if genai or settings.semconv_metrics else None
+    metrics = ExporterMetrics(agents=agents, prices=prices, tools=settings.tool_metrics, genai=instruments)
+    if instruments is not None and settings.semconv_metrics:
+        metrics.registry.register(instruments)
+    return metrics
 
 
 def make_client(
@@ -146,9 +154,11 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             Path(settings.state_path + suffix).unlink(missing_ok=True)
     # everything that can be misconfigured is checked before anything starts
     span_exporter = exporter_from_env()
+    pushed = metric_exporter_from_env()
+    push_every = interval_from_env() if pushed is not None else 0.0
     web = webconfig.load(settings.web_config_file) if settings.web_config_file else None
     store = StateStore(settings.state_path)
-    metrics = make_metrics(settings)
+    metrics = make_metrics(settings, genai=pushed is not None)
     client = make_client(settings, metrics)
     delivery = None
     if span_exporter is not None:
@@ -161,6 +171,13 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             max_pending_runs=settings.otlp_max_pending,
         )
         delivery.start()
+    metrics_push = None
+    if pushed is not None:
+        metric_exporter, delta = pushed
+        start_ns = int(store.first_started() * 1e9)
+        serialiser = Serialiser(default_resource(), start_ns=start_ns, delta=delta, names=semconv.otlp_names)
+        metrics_push = MetricsPush(metric_exporter, serialiser, metrics.metric_exports_failed, interval=push_every)
+        metrics_push.start()
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
@@ -177,6 +194,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         web=web,
         snapshot_max_age=snapshot_max_age,
         events=endpoint,
+        on_publish=_pushing(metrics_push, metrics, settings) if metrics_push is not None else None,
     )
     loops: list[tuple[PollLoop, float]] = []
     if settings.events:
@@ -228,8 +246,20 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         await client.aclose()
         if delivery is not None:
             delivery.close(flush_timeout=5.0)
+        if metrics_push is not None:
+            server.publish()  # the final values, pushed once more on the way out
+            metrics_push.close()
         store.close()
         log.info("letta-exporter stopped", extra={"polls": status.polls})
+
+
+def _pushing(push: MetricsPush, metrics: ExporterMetrics, settings: Settings) -> Callable[[list[Metric]], None]:
+    """What each publish pushes: the families `/metrics` shows, and the GenAI instruments when
+    `/metrics` does not show them."""
+    genai = metrics.genai if metrics.genai is not None and not settings.semconv_metrics else None
+    if genai is None:
+        return push.offer
+    return lambda families: push.offer([*families, *genai.collect()])
 
 
 async def _drive(

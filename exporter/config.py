@@ -181,6 +181,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tool_metrics", parse_bool, "false", "count tool calls from /v1/runs/{id}/messages (one request per run)"),
     Option("cost", parse_bool, "true", "price finished steps in USD from the bundled price table (no request)"),
     Option("price_table", _text, None, "YAML or JSON prices per model (USD per million tokens) over the bundled ones"),
+    Option(
+        "semconv_metrics",
+        parse_bool,
+        "false",
+        "also serve the OpenTelemetry GenAI instruments on /metrics (gen_ai_*; always pushed with OTLP metrics)",
+    ),
     Option("letta", parse_bool, "true", "poll the Letta server (--no-letta: event runtimes only)"),
     Option(
         "ingest_token",
@@ -248,6 +254,7 @@ class Settings:
     tool_metrics: bool
     cost: bool
     price_table: str | None
+    semconv_metrics: bool
     letta: bool
     ingest_token: str | None
     ingest_max_bytes: int

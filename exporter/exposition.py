@@ -12,15 +12,26 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
 
 StartResponse = Callable[..., Any]
 Encoder = Callable[[CollectorRegistry], bytes]
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """Families already collected, as the encoders read a registry."""
+
+    families: list[Metric]
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,13 @@ class Snapshots:
         self._bodies: dict[tuple[str, bool], _Body] = {}
         self.renderings = 0
 
-    def publish(self) -> None:
-        """Render every format asked for so far; called by the poll loop after each poll."""
+    def publish(self, families: list[Metric] | None = None) -> None:
+        """Render every format asked for so far; called by the poll loop after each poll. With
+        `families` (the registry collected once), from them: what else is made of the same
+        collection (an OTLP push) then shows the same values."""
+        source = cast(CollectorRegistry, _Collected(families)) if families is not None else None
         for key, body in list(self._bodies.items()):
-            self._render(key, body.encoder, force=True)
+            self._render(key, body.encoder, force=True, source=source)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
@@ -61,13 +75,20 @@ class Snapshots:
         start_response("200 OK", [*headers, ("Content-Encoding", "gzip")] if gzipped else headers)
         return [body.data]
 
-    def _render(self, key: tuple[str, bool], encoder: Encoder, seen: _Body | None = None, force: bool = False) -> _Body:
+    def _render(
+        self,
+        key: tuple[str, bool],
+        encoder: Encoder,
+        seen: _Body | None = None,
+        force: bool = False,
+        source: CollectorRegistry | None = None,
+    ) -> _Body:
         """`key` is (content type, gzipped)."""
         with self._rendering:
             current = self._bodies.get(key)
             if not force and current is not None and current is not seen:
                 return current  # rendered by someone else while this scrape waited
-            data = encoder(self._registry)
+            data = encoder(source or self._registry)
             body = _Body(encoder, gzip.compress(data) if key[1] else data, self._clock())
             self._bodies[key] = body
             self.renderings += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -18,6 +19,9 @@ from exporter.ledger import AGENT, Ledger
 from exporter.lifecycle import ActiveSummary
 from exporter.pricing import PriceTable
 from exporter.types import ACTIVE_STATUSES, PROBLEM_KINDS, Clock, ProblemKind, Runtime
+
+if TYPE_CHECKING:
+    from exporter.semconv import GenAiInstruments
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,10 @@ class ExporterMetrics:
         agents: AgentLabels | None = None,
         prices: PriceTable | None = None,
         tools: bool = False,
+        genai: GenAiInstruments | None = None,
     ) -> None:
+        """`genai`: the GenAI instruments, fed by every runtime's ledger (registered on `/metrics`
+        by the caller when asked, else only pushed)."""
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.series_dropped = Counter(
@@ -44,7 +51,7 @@ class ExporterMetrics:
             ["metric"],
             registry=r,
         )
-        self._clock, self._prices, self._tools = clock, prices, tools
+        self._clock, self._prices, self._tools, self.genai = clock, prices, tools, genai
         self.runtimes: dict[Runtime, RuntimeMetrics] = {}
         self.letta = self.add_runtime("letta", agents)
         self.ledger = self.letta.ledger
@@ -98,6 +105,11 @@ class ExporterMetrics:
             ["runtime", "transport", "result"],
             registry=r,
         )
+        self.metric_exports_failed = Counter(
+            "letta_exporter_otlp_metric_exports_failed",
+            "OTLP metric pushes that failed (after the SDK exporter's retries); the next carries the newest values.",
+            registry=r,
+        )
         self.late_events = Counter(
             "letta_exporter_late_events",
             "Events of runs already counted (late past --event-settle, or resent): dropped, never recounted.",
@@ -121,6 +133,7 @@ class ExporterMetrics:
             prices=self._prices,
             tools=self._tools,
             runtime=runtime,
+            genai=self.genai,
         )
         for name, family in ledger.families.items():
             if family.capped:

@@ -20,6 +20,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.events.http import EventsEndpoint
@@ -92,10 +93,14 @@ class MetricsServer:
         web: WebConfig | None = None,
         snapshot_max_age: float | None = None,
         events: EventsEndpoint | None = None,
+        on_publish: Callable[[list[Metric]], None] | None = None,
     ) -> None:
         """With `snapshot_max_age`, `/metrics` serves what `publish` rendered after the last poll;
-        with `events`, `POST /v1/events` takes event lines."""
+        with `events`, `POST /v1/events` takes event lines; `on_publish` gets the families each
+        publish collected (the OTLP metrics push), so both show the same values."""
         self._events = events
+        self._registry = registry
+        self._on_publish = on_publish
         self._snapshots = None if snapshot_max_age is None else Snapshots(registry, snapshot_max_age)
         self._metrics_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] = (
             self._snapshots or make_wsgi_app(registry)
@@ -117,8 +122,11 @@ class MetricsServer:
         self._thread.start()
 
     def publish(self) -> None:
+        families = list(self._registry.collect()) if self._on_publish is not None else None
         if self._snapshots is not None:
-            self._snapshots.publish()
+            self._snapshots.publish(families)
+        if self._on_publish is not None and families is not None:
+            self._on_publish(families)
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -169,6 +170,14 @@ class StateStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def first_started(self) -> float:
+        """When this state file was first used (epoch s): no series it holds is older, so it is
+        the start time of the cumulative OTLP points of the ledger's families."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('first_started', ?)", (repr(time.time()),))
+            (value,) = self._db.execute("SELECT value FROM meta WHERE key='first_started'").fetchone()
+        return float(value)
 
     def append_events(self, events: Sequence[StoredEvent], arrival: float) -> list[bool]:
         """Store what is new of `events` in one transaction; says of each whether it was (else it

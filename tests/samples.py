@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from exporter.letta import records
+from exporter.model import FinishedRun
 
 SAMPLES = Path(__file__).parent / "fixtures" / "letta-0.16.8"
 Reader = records.Reader[BaseModel]
@@ -54,3 +55,10 @@ def sample_records() -> list[tuple[str, Reader, dict[str, Any]]]:
 
 
 RECORDS = sample_records()
+
+
+def finished_sample() -> FinishedRun:
+    listed = next(r for r in sample("runs_list") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")
+    steps = tuple(records.STEP(s) for s in sample("run_steps"))
+    timing = records.STEP_METRICS(sample("step_metrics"))
+    return FinishedRun(run=records.RUN(listed), status="completed", steps=steps, step_metrics={steps[0].id: timing})

@@ -495,6 +495,7 @@ def _exporter_like_series() -> list[dict[str, str]]:
         _series(m.PARSE_ERRORS, 'kind="invalid_run"'),
         _series(m.SPANS_EXPORTED, "", "0+10x120"),
         _series(m.SPANS_DROPPED),
+        _series(m.METRIC_EXPORTS_FAILED),
         _series(m.SERIES_DROPPED, 'metric="letta_steps"'),
         _series(m.PRICE_TABLE_INFO, 'table="genai-prices", version="0.2.3", override="", override_models="0"', "1x120"),
         *(

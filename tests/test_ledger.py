@@ -8,19 +8,12 @@ from prometheus_client.exposition import generate_latest as text_format
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
 from exporter.ledger import Ledger
-from exporter.letta.records import RUN, STEP, STEP_METRICS
+from exporter.letta.records import RUN
 from exporter.lifecycle import Decisions
 from exporter.metrics import ExporterMetrics
 from exporter.model import FinishedRun
 from exporter.state import StateStore
-from tests.samples import sample
-
-
-def finished_sample() -> FinishedRun:
-    listed = next(r for r in sample("runs_list") if r["id"] == "run-bcc66b21-d2c0-459d-b866-0a96b0f0f64d")
-    steps = tuple(STEP(s) for s in sample("run_steps"))
-    timing = STEP_METRICS(sample("step_metrics"))
-    return FinishedRun(run=RUN(listed), status="completed", steps=steps, step_metrics={steps[0].id: timing})
+from tests.samples import finished_sample
 
 
 def test_series_exist_before_the_first_event() -> None:

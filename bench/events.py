@@ -72,8 +72,8 @@ def _redis(lines: list[bytes], state: Path) -> tuple[float, float]:
         for line in lines:
             pipe.xadd("behest:events", {"event": line})
         pipe.execute()
-        started = time.perf_counter()
         process, metrics_url = _start(state, "--redis-url", url)
+        started = time.perf_counter()  # from the start line: the reader starts after it
         try:
             wait_until(
                 lambda: total(scrape(metrics_url), "letta_exporter_events_total", transport="redis") >= len(lines),

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cost, freshness, ingest, memory, scale, scrape
+from bench import cost, events, freshness, ingest, memory, metrics_push, scale, scrape
 from bench import spans as span_path
 from bench.common import ROOT, Figure, machine, progress
 
@@ -47,10 +47,28 @@ class Sizes:
     span_repeat: int
     scale_backlogs: tuple[int, ...]
     scale_latencies_ms: tuple[int, ...]
+    event_runs: int
+    push_runs: int
 
 
-FULL = Sizes(20_000, 2, 20_000, 20_000, 10_000, 30.0, 2, 20.0, 1.0, 3000, 5, (1000, 20_000, 100_000), (0, 50, 100, 200))
-QUICK = Sizes(2_000, 1, 2_000, 3_000, 10_000, 8.0, 2, 8.0, 1.0, 1000, 3, (1000, 5000), (0, 100))
+FULL = Sizes(
+    20_000,
+    2,
+    20_000,
+    20_000,
+    10_000,
+    30.0,
+    2,
+    20.0,
+    1.0,
+    3000,
+    5,
+    (1000, 20_000, 100_000),
+    (0, 50, 100, 200),
+    5000,
+    5000,
+)
+QUICK = Sizes(2_000, 1, 2_000, 3_000, 10_000, 8.0, 2, 8.0, 1.0, 1000, 3, (1000, 5000), (0, 100), 1000, 1000)
 
 
 def spans(runs: int, repeat: int) -> list[Figure]:
@@ -82,6 +100,8 @@ def sections(sizes: Sizes) -> dict[str, Callable[[], list[Figure]]]:
         "freshness": lambda: freshness.measure(sizes.freshness_seconds, sizes.freshness_interval),
         "spans": lambda: spans(sizes.span_runs, sizes.span_repeat),
         "scale": lambda: scale.measure(list(sizes.scale_backlogs), list(sizes.scale_latencies_ms)),
+        "events": lambda: events.measure(sizes.event_runs),
+        "metrics_push": lambda: metrics_push.measure(sizes.push_runs, 300),
     }
 
 

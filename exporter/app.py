@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
-from prometheus_client.metrics_core import Metric
 
 from exporter import semconv, webconfig
 from exporter.agents import AgentLabels
@@ -176,7 +175,14 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         metric_exporter, delta = pushed
         start_ns = int(store.first_started() * 1e9)
         serialiser = Serialiser(default_resource(), start_ns=start_ns, delta=delta, names=semconv.otlp_names)
-        metrics_push = MetricsPush(metric_exporter, serialiser, metrics.metric_exports_failed, interval=push_every)
+        hidden = metrics.genai if metrics.genai is not None and not settings.semconv_metrics else None
+        metrics_push = MetricsPush(
+            metric_exporter,
+            serialiser,
+            metrics.metric_exports_failed,
+            interval=push_every,
+            extra=hidden.collect if hidden is not None else tuple,  # the GenAI instruments /metrics does not show
+        )
         metrics_push.start()
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
@@ -194,7 +200,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         web=web,
         snapshot_max_age=snapshot_max_age,
         events=endpoint,
-        on_publish=_pushing(metrics_push, metrics, settings) if metrics_push is not None else None,
+        push=metrics_push,
     )
     loops: list[tuple[PollLoop, float]] = []
     if settings.events:
@@ -247,19 +253,10 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         if delivery is not None:
             delivery.close(flush_timeout=5.0)
         if metrics_push is not None:
-            server.publish()  # the final values, pushed once more on the way out
+            server.publish(final=True)  # the final values, pushed once more on the way out
             metrics_push.close()
         store.close()
         log.info("letta-exporter stopped", extra={"polls": status.polls})
-
-
-def _pushing(push: MetricsPush, metrics: ExporterMetrics, settings: Settings) -> Callable[[list[Metric]], None]:
-    """What each publish pushes: the families `/metrics` shows, and the GenAI instruments when
-    `/metrics` does not show them."""
-    genai = metrics.genai if metrics.genai is not None and not settings.semconv_metrics else None
-    if genai is None:
-        return push.offer
-    return lambda families: push.offer([*families, *genai.collect()])
 
 
 async def _drive(

@@ -231,8 +231,13 @@ class MetricsPush:
         *,
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.time,
+        extra: Callable[[], Iterable[Family]] = tuple,
     ) -> None:
+        """`extra`: families pushed that `/metrics` does not show (the GenAI instruments without
+        --semconv-metrics), collected with each offered snapshot."""
         self._exporter = exporter
+        self._extra = extra
+        self._next_push = 0.0
         self._serialiser = serialiser
         self._failures = failures
         self._interval = interval
@@ -253,8 +258,14 @@ class MetricsPush:
         with self._wake:
             return int(self._latest is not None)
 
+    def wanted(self) -> bool:
+        """Whether a publish now would be pushed: between pushes the registry need not be collected."""
+        with self._wake:
+            return self._clock() >= self._next_push
+
     def offer(self, families: list[Family]) -> None:
         """A publish's families: replaces any snapshot still waiting (an outage keeps one, the newest)."""
+        families = [*families, *self._extra()]
         with self._wake:
             self._latest = families
             self._wake.notify()
@@ -268,16 +279,16 @@ class MetricsPush:
         self._exporter.shutdown()
 
     def _run(self) -> None:
-        next_push = 0.0
         while True:
             with self._wake:
-                while not self._stopping and (self._latest is None or self._clock() < next_push):
-                    self._wake.wait(max(0.05, next_push - self._clock()) if self._latest is not None else None)
+                while not self._stopping and (self._latest is None or self._clock() < self._next_push):
+                    self._wake.wait(max(0.05, self._next_push - self._clock()) if self._latest is not None else None)
                 families, self._latest = self._latest, None
                 stopping = self._stopping
             if families is not None:
                 self._push(families)
-                next_push = self._clock() + self._interval
+                with self._wake:
+                    self._next_push = self._clock() + self._interval
             if stopping:
                 return
 

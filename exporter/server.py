@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -33,6 +33,14 @@ StartResponse = Callable[..., Any]
 UNAUTHENTICATED = frozenset({"/healthz", "/readyz"})
 EVENTS_PATH = "/v1/events"
 log = logging.getLogger(__name__)
+
+
+class Push(Protocol):
+    """Where collected families go besides `/metrics` (`otlp_metrics.MetricsPush`)."""
+
+    def wanted(self) -> bool: ...
+
+    def offer(self, families: list[Metric]) -> None: ...
 
 
 @dataclass
@@ -93,14 +101,14 @@ class MetricsServer:
         web: WebConfig | None = None,
         snapshot_max_age: float | None = None,
         events: EventsEndpoint | None = None,
-        on_publish: Callable[[list[Metric]], None] | None = None,
+        push: Push | None = None,
     ) -> None:
         """With `snapshot_max_age`, `/metrics` serves what `publish` rendered after the last poll;
-        with `events`, `POST /v1/events` takes event lines; `on_publish` gets the families each
-        publish collected (the OTLP metrics push), so both show the same values."""
+        with `events`, `POST /v1/events` takes event lines; `push` (OTLP metrics) is offered the
+        families a publish collected, when it wants them, so both show the same values."""
         self._events = events
         self._registry = registry
-        self._on_publish = on_publish
+        self._push = push
         self._snapshots = None if snapshot_max_age is None else Snapshots(registry, snapshot_max_age)
         self._metrics_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] = (
             self._snapshots or make_wsgi_app(registry)
@@ -121,12 +129,14 @@ class MetricsServer:
     def start(self) -> None:
         self._thread.start()
 
-    def publish(self) -> None:
-        families = list(self._registry.collect()) if self._on_publish is not None else None
+    def publish(self, final: bool = False) -> None:
+        """Render `/metrics` after a poll; collected once, for the push too when it is due (or `final`)."""
+        pushing = self._push is not None and (final or self._push.wanted())
+        families = list(self._registry.collect()) if pushing else None
         if self._snapshots is not None:
             self._snapshots.publish(families)
-        if self._on_publish is not None and families is not None:
-            self._on_publish(families)
+        if self._push is not None and families is not None:
+            self._push.offer(families)
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -23,6 +23,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.otlp import OtlpConfigError
 from exporter.otlp_metrics import MetricsPush, Serialiser, interval_from_env, metric_exporter_from_env
 from exporter.semconv import GenAiInstruments
+from exporter.server import MetricsServer, PollStatus
 from tests.otlp_receiver import ReceivedPoint, Receiver
 from tests.samples import finished_sample
 from tests.support import FAST, Process, scrape, start_exporter, start_simulator, total, wait_until
@@ -318,3 +319,43 @@ def test_a_running_exporter_pushes_what_it_serves(tmp_path: Path, protocol: str,
     assert served and all(view.get(k) == pytest.approx(v) for k, v in served.items()), {
         k: (view.get(k), v) for k, v in served.items() if view.get(k) != pytest.approx(v)
     }
+
+
+class Recording(MetricExporter):
+    """A collector that takes everything, for the push timing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports = 0
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
+        self.exports += 1
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        return None
+
+
+def test_publishes_between_pushes_do_not_collect_for_the_push() -> None:
+    metrics = busy_metrics()
+    collector = Recording()
+    push = MetricsPush(collector, Serialiser(RESOURCE, start_ns=START_NS), metrics.metric_exports_failed, interval=60)
+    server = MetricsServer(metrics.registry, PollStatus(poll_interval=1), "-", "127.0.0.1", 0, push=push)
+    server.start()
+    push.start()
+    try:
+        assert push.wanted()
+        server.publish()
+        wait_until(lambda: collector.exports == 1, what="the first push")
+        assert not push.wanted()  # the next is a minute away: publishes until then only render /metrics
+        server.publish()
+        assert push.waiting == 0
+        server.publish(final=True)  # shutting down: the last values go out whatever the interval
+        assert push.waiting == 1
+    finally:
+        push.close()
+        server.close()
+    assert collector.exports == 2

@@ -183,7 +183,6 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             interval=push_every,
             extra=hidden.collect if hidden is not None else tuple,  # the GenAI instruments /metrics does not show
         )
-        metrics_push.start()
     status = PollStatus(poll_interval=settings.poll_interval)
     host, port = settings.listen_host_port
     snapshot_max_age = max(SNAPSHOT_MAX_AGE, 2 * settings.poll_interval)
@@ -217,6 +216,9 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             on_checkpoint=server.publish,
         )
         loops.insert(0, (letta, settings.poll_interval))
+    if metrics_push is not None:  # the loops restored the counts: what the last process pushed
+        metrics_push.prime(list(metrics.registry.collect()))
+        metrics_push.start()
     server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -128,6 +128,12 @@ class Serialiser:
         metrics = [m for family in families if (m := self._metric(family, now_ns)) is not None and m.data.data_points]
         return MetricsData([ResourceMetrics(self._resource, [ScopeMetrics(SCOPE, metrics, "")], "")])
 
+    def prime(self, families: Iterable[Family], now_ns: int) -> None:
+        """Take the values restored from the state file as pushed already (by the process before
+        this one): deltas start from them, not from 0, which would send every total again."""
+        self.serialise(families, now_ns)
+        self.confirm()
+
     def confirm(self) -> None:
         """The last serialised data reached the collector: deltas now start from it."""
         self._sent.update(self._pending)
@@ -257,6 +263,10 @@ class MetricsPush:
         """Snapshots waiting to be pushed: 0 or 1, however long the collector is away."""
         with self._wake:
             return int(self._latest is not None)
+
+    def prime(self, restored: list[Family]) -> None:
+        """Before `start`: the values restored at start-up, taken as pushed (`Serialiser.prime`)."""
+        self._serialiser.prime([*restored, *self._extra()], time.time_ns())
 
     def wanted(self) -> bool:
         """Whether a publish now would be pushed: between pushes the registry need not be collected."""

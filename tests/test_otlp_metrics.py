@@ -359,3 +359,53 @@ def test_publishes_between_pushes_do_not_collect_for_the_push() -> None:
         push.close()
         server.close()
     assert collector.exports == 2
+
+
+def test_deltas_after_a_restart_start_from_the_restored_totals(receiver: tuple[Receiver, str]) -> None:
+    restored = busy_metrics()  # a new process whose ledger was restored with a run counted before
+    serialiser = Serialiser(RESOURCE, start_ns=START_NS, delta=True)
+    serialiser.prime(list(restored.registry.collect()), time.time_ns())
+    restored.ledger.record(finished_sample())  # the one run this process counts
+    exporter = connect(receiver)
+    try:
+        data = serialiser.serialise(list(restored.registry.collect()), time.time_ns())
+        assert exporter.export(data).name == "SUCCESS"
+    finally:
+        exporter.shutdown()
+    finished = [p for p in receiver[0].metric_points() if p.metric == "letta_runs_finished"]
+    assert sum(p.value for p in finished) == 1  # not 2: the restored total went out from the last process
+
+
+@pytest.mark.integration
+def test_deltas_across_a_restart_add_up_to_the_totals(tmp_path: Path) -> None:
+    r = Receiver()
+    port = r.start_http()
+    env = {
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        "OTEL_METRIC_EXPORT_INTERVAL": "300",
+    }
+    state = str(tmp_path / "s.db")
+    sim, sim_url = start_simulator(
+        "--seed", "9", "--runs-per-second", "8", "--max-runs", "40", "--duration-scale", "0.05"
+    )
+    try:
+        first, url = start_exporter(sim_url, *FAST, "--state-path", state, env=env)
+        try:
+            wait_until(lambda: total(scrape(url), "letta_runs_finished_total") >= 10, timeout=60, what="10 runs")
+        finally:
+            assert first.stop(signal.SIGTERM) == 0  # the last values are pushed on the way out
+        second, url = start_exporter(sim_url, *FAST, "--state-path", state, env=env)
+        try:
+            wait_until(lambda: total(scrape(url), "letta_runs_finished_total") >= 40, timeout=60, what="40 runs")
+            pushes = r.metric_requests
+            assert r.wait_for_metric_requests(pushes + 2, timeout=30)
+        finally:
+            second.stop(signal.SIGTERM)
+    finally:
+        sim.stop()
+        r.stop()
+    finished = [p for p in r.metric_points() if p.metric == "letta_runs_finished"]
+    assert {p.temporality for p in finished} == {1}
+    assert sum(p.value for p in finished) == 40  # each run once, neither lost nor re-sent by the restart

@@ -56,7 +56,13 @@ def test_sigterm_saves_state_and_exits_cleanly(tmp_path: Path) -> None:
     sim, sim_url = start_simulator("--runs-per-second", "10", "--duration-scale", "0.1")
     try:
         exporter, url = start_exporter(sim_url, "--poll-interval", "200ms", "--state-path", str(state))
-        wait_until(lambda: total(scrape(url), "letta_runs_finished_total") > 0, what="finished runs")
+        # runs active at the first poll finish uncounted as created: wait for one created since
+        wait_until(
+            lambda: min(
+                total(scrape(url), "letta_runs_finished_total"), total(scrape(url), "letta_runs_created_total")
+            ),
+            what="runs created and finished",
+        )
         assert exporter.stop(signal.SIGTERM) == 0
         assert "Traceback" not in exporter.text()
         assert '"message": "letta-exporter stopped"' in exporter.text()

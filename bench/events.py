@@ -23,32 +23,21 @@ import redis
 
 from bench.common import Figure, progress
 from exporter.simulator.events import EventScenario, generate
-from tests.support import Process, exporter_cmd, memory_mb, redis_server, scrape, total, wait_until
+from tests.support import (
+    memory_mb,
+    redis_server,
+    scrape,
+    start_event_exporter,
+    total,
+    wait_until,
+)
 
 TOKEN = "bench-token"
 BODY_LINES = 1000
 
 
-def _start(state: Path, *args: str) -> tuple[Process, str]:
-    process = Process(
-        exporter_cmd(
-            "run",
-            "--no-letta",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--state-path",
-            str(state),
-            *args,
-        )
-    )
-    line = process.wait_for_line(r'"message": "letta-exporter started".*')
-    return process, "http://" + json.loads(line.string)["listen"]
-
-
 def _http(lines: list[bytes], state: Path) -> tuple[float, float]:
-    process, url = _start(state, "--ingest-token", TOKEN)
+    process, url = start_event_exporter(state, "--ingest-token", TOKEN)
     try:
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
         bodies = [b"\n".join(lines[i : i + BODY_LINES]) for i in range(0, len(lines), BODY_LINES)]
@@ -72,7 +61,7 @@ def _redis(lines: list[bytes], state: Path) -> tuple[float, float]:
         for line in lines:
             pipe.xadd("behest:events", {"event": line})
         pipe.execute()
-        process, metrics_url = _start(state, "--redis-url", url)
+        process, metrics_url = start_event_exporter(state, "--redis-url", url)
         started = time.perf_counter()  # from the start line: the reader starts after it
         try:
             wait_until(

@@ -29,7 +29,7 @@ from exporter.pricing import PriceTable
 from exporter.semconv import GenAiInstruments
 from exporter.server import MetricsServer, PollStatus
 from exporter.spans import default_resource
-from exporter.state import StateStore
+from exporter.state import SavedState, StateStore
 from exporter.types import EVENT_RUNTIMES, Clock
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,11 @@ def letta_loop(
     spans: SpanDelivery | None = None,
     clock: Clock = time.time,
     on_checkpoint: Callable[[], None] = lambda: None,
+    saved: SavedState | None = None,
 ) -> PollLoop:
-    """The poll loop over Letta, resumed from the state file: its runs, watermark and counter values."""
-    saved = store.load()
+    """The poll loop over Letta, resumed from the state file (`saved`, if read already): its runs,
+    watermark and counter values."""
+    saved = saved or store.load()
     metrics.ledger.restore(saved.series)
     lifecycle = RunLifecycle({k: r for k, r in saved.runs.items() if ":" not in k}, saved.watermark)
     poller = LettaPoller(client, lifecycle, metrics, settings, clock=clock)
@@ -86,9 +88,11 @@ def event_loops(
     spans: SpanDelivery | None = None,
     clock: Clock = time.time,
     on_checkpoint: Callable[[], None] = lambda: None,
+    saved: SavedState | None = None,
 ) -> list[PollLoop]:
-    """One poll loop per event runtime over the events stored for it, resumed from the state file."""
-    saved = store.load()
+    """One poll loop per event runtime over the events stored for it, resumed from the state file
+    (`saved`, if read already)."""
+    saved = saved or store.load()
     loops = []
     for runtime in EVENT_RUNTIMES:
         family = metrics.runtimes.get(runtime) or metrics.add_runtime(runtime)
@@ -202,9 +206,10 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
         push=metrics_push,
     )
     loops: list[tuple[PollLoop, float]] = []
+    saved = store.load()  # once: every loop resumes from its part
     if settings.events:
         every = min(settings.poll_interval, EVENT_SWEEP_EVERY)
-        loops += [(loop, every) for loop in event_loops(store, metrics, settings, spans=delivery)]
+        loops += [(loop, every) for loop in event_loops(store, metrics, settings, spans=delivery, saved=saved)]
     if settings.letta:
         letta = letta_loop(
             client,
@@ -214,6 +219,7 @@ async def run(settings: Settings, on_ready: Callable[[int], None] | None = None)
             stuck_after=settings.stuck_after,
             spans=delivery,
             on_checkpoint=server.publish,
+            saved=saved,
         )
         loops.insert(0, (letta, settings.poll_interval))
     if metrics_push is not None:  # the loops restored the counts: what the last process pushed

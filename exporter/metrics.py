@@ -157,9 +157,6 @@ class ExporterMetrics:
             extra={"kind": kind, "context": context},
         )
 
-    def set_active(self, summary: ActiveSummary, clock_offset: float = 0.0) -> None:
-        self.letta.set_active(summary, clock_offset)
-
 
 class RuntimeMetrics:
     """One runtime's run families: its ledger and its active-run gauges, under its prefix."""

@@ -145,6 +145,26 @@ def start_exporter(letta_url: str, *args: str, env: dict[str, str] | None = None
     return process, f"http://{listen}"
 
 
+def start_event_exporter(state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    """An exporter taking only events (`--no-letta`), on a free port, its state in `state`."""
+    process = Process(
+        exporter_cmd(
+            "run",
+            "--no-letta",
+            "--listen-address",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--state-path",
+            str(state),
+            *args,
+        ),
+        env,
+    )
+    line = process.wait_for_line(r'"message": "letta-exporter started".*')
+    return process, "http://" + json.loads(line.string)["listen"]
+
+
 def scrape(base_url: str, headers: dict[str, str] | None = None) -> Samples:
     text = httpx2.get(f"{base_url}/metrics", headers=headers, timeout=5).text
     return {

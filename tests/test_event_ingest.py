@@ -15,7 +15,7 @@ import redis
 
 from exporter.simulator.events import EventScenario, EventStream, EventTruth, generate
 from tests.otlp_receiver import ReceivedSpan, Receiver
-from tests.support import Process, Samples, exporter_cmd, redis_server, scrape, total, wait_until
+from tests.support import Process, Samples, redis_server, scrape, start_event_exporter, total, wait_until
 
 TOKEN = "ingest-secret-token"
 PREFIX = {"behest": "behest", "agent_sdk": "agent_sdk"}
@@ -23,24 +23,7 @@ FAST = ("--event-settle", "2s", "--event-idle-expire-after", "5s", "--poll-inter
 
 
 def start(state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
-    process = Process(
-        exporter_cmd(
-            "run",
-            "--no-letta",
-            "--listen-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--state-path",
-            str(state),
-            *FAST,
-            *args,
-        ),
-        env,
-    )
-    line = process.wait_for_line(r'"message": "letta-exporter started".*')
-    listen = line.string.split('"listen": "')[1].split('"')[0]
-    return process, f"http://{listen}"
+    return start_event_exporter(state, *FAST, *args, env=env)
 
 
 @pytest.fixture
